@@ -1,0 +1,21 @@
+# Shared helpers for fingate's scripts. Source it; do not run it.
+
+# ensure_packages CMD:PACKAGE ... — installs the Debian package for each missing command.
+ensure_packages() {
+  local missing=()
+  for pair in "$@"; do
+    local cmd=${pair%%:*} pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "==> installing: ${missing[*]}" >&2
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The packages each task needs (command:package).
+BUILD_PACKAGES=(cmake:cmake cc:gcc)
+TEST_PACKAGES=(redis-server:redis-server promtool:prometheus)
+BENCH_PACKAGES=(nginx:nginx wrk:wrk taskset:util-linux)

@@ -1,0 +1,175 @@
+//! The admin listener (spec §6): metrics and probes for anyone who can reach the
+//! private address; the admin API behind `Authorization: Bearer <admin.api_key>`.
+//! Served only on `admin.address`, never on a public listener.
+
+use crate::metrics::metrics;
+use crate::runtime::{Gateway, ReloadError, Runtime};
+use async_trait::async_trait;
+use http::{header, Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+
+mod views;
+use std::sync::Arc;
+use views::upstreams_json;
+pub use views::{routes_json, routes_table};
+
+pub struct AdminApp {
+    gateway: Arc<Gateway>,
+}
+
+impl AdminApp {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    let len = body.len();
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    if let Ok(v) = content_type.parse() {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CONTENT_LENGTH, len.into());
+    h.insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Vec<u8>> {
+    respond(status, "application/json", body.to_string().into_bytes())
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8>> {
+    json_response(status, &json!({ "error": code, "message": message }))
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a
+/// guessed key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `None` when the request carries the admin key; otherwise the refusal to send.
+fn check_key(session: &ServerSession, runtime: &Runtime) -> Option<Response<Vec<u8>>> {
+    let Some(key) = runtime.config.admin.api_key.as_deref() else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "the admin API is disabled: set admin.api_key in the configuration",
+        ));
+    };
+    let presented = session
+        .req_header()
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match presented {
+        Some(token) if constant_time_eq(token.as_bytes(), key.as_bytes()) => None,
+        _ => {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_admin_key",
+                "send Authorization: Bearer <admin.api_key>",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"fingate-admin\""),
+            );
+            Some(r)
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // Admin requests carry no meaningful body yet; drain what there is so the
+        // connection can be reused.
+        while let Ok(Some(_)) = session.read_request_body().await {}
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_owned();
+        let runtime = self.gateway.current();
+        match (method, path.as_str()) {
+            (Method::GET, "/metrics") => respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics().render()),
+            (Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+            (Method::GET, "/readyz") => json_response(StatusCode::OK, &json!({ "status": "ready", "config": runtime.config.source.hash })),
+            (m, p) if p == "/admin" || p.starts_with("/admin/") => {
+                if let Some(refusal) = check_key(session, &runtime) {
+                    return refusal;
+                }
+                self.admin_api(&m, p, &runtime)
+            }
+            (_, "/metrics" | "/healthz" | "/readyz") => method_not_allowed("GET"),
+            _ => error(StatusCode::NOT_FOUND, "route_not_found", "admin endpoints: /metrics, /healthz, /readyz, /admin/routes, /admin/upstreams, /admin/reload"),
+        }
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Vec<u8>> {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("use {allow}"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, http::HeaderValue::from_static(allow));
+    r
+}
+
+impl AdminApp {
+    fn admin_api(&self, method: &Method, path: &str, runtime: &Runtime) -> Response<Vec<u8>> {
+        match (method, path) {
+            (&Method::GET, "/admin/routes") => json_response(StatusCode::OK, &routes_json(runtime)),
+            (&Method::GET, "/admin/upstreams") => {
+                json_response(StatusCode::OK, &upstreams_json(runtime))
+            }
+            (&Method::POST, "/admin/reload") => match self.gateway.reload() {
+                Ok(summary) => json_response(
+                    StatusCode::OK,
+                    &json!({ "result": "ok", "summary": summary }),
+                ),
+                Err(ReloadError::Invalid(errors)) => json_response(
+                    StatusCode::BAD_REQUEST,
+                    &json!({
+                        "error": "invalid_config",
+                        "message": "the new configuration was refused; the running one stays",
+                        "errors": errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    }),
+                ),
+                Err(e) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "reload_failed",
+                    &e.to_string(),
+                ),
+            },
+            (_, "/admin/routes" | "/admin/upstreams") => method_not_allowed("GET"),
+            (_, "/admin/reload") => method_not_allowed("POST"),
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "route_not_found",
+                "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload",
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn key_comparison() {
+        assert!(constant_time_eq(b"abcdef", b"abcdef"));
+        assert!(!constant_time_eq(b"abcdef", b"abcdeg"));
+        assert!(!constant_time_eq(b"abc", b"abcdef"));
+    }
+}

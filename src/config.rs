@@ -1,0 +1,244 @@
+//! Loading `gateway.yaml`: parse, substitute `${ENV}`, type-check, validate.
+//!
+//! Two layers: [`file`] mirrors the YAML; [`validate`] resolves names and ranges into
+//! the runtime [`Config`] below and reports *every* problem with file:line:column and
+//! the path of the offending key. Nothing here does I/O besides reading the file.
+
+pub mod file;
+pub mod interpolate;
+pub mod positions;
+pub mod units;
+mod validate;
+
+use crate::filter::{Filter, FilterConfig};
+use crate::routing::{Rewrite, RouteSpec};
+pub use file::StoreBackend;
+use http::HeaderName;
+use positions::{Position, PositionIndex};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A validated configuration, ready to build the runtime from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Source,
+    pub listen: Vec<Listener>,
+    pub admin: Admin,
+    pub threads: usize,
+    pub store: Store,
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Global filters: run on every route, before the route's own.
+    pub filters: Vec<FilterSpec>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Where a config came from and a short hash of its text (for logs and metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub file: PathBuf,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub address: SocketAddr,
+    /// Required for `/admin/*`; without it the admin API answers 403.
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    pub backend: StoreBackend,
+    pub url: Option<String>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub targets: Vec<TargetConfig>,
+    pub balance: Balance,
+    pub health_check: Option<HealthCheck>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    /// Further targets tried after a connect failure.
+    pub retries: u32,
+    /// How long a target that refused a connection is skipped.
+    pub eject_for: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round robin (nginx's algorithm); `weighted` is the same.
+    RoundRobin,
+    LeastConn,
+    /// Weighted random.
+    Random,
+    /// Weighted rendezvous hashing on the given key.
+    ConsistentHash(HashOn),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    Consumer,
+    Ip,
+    Header(HeaderName),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy: u32,
+    pub unhealthy: u32,
+}
+
+/// A filter with its options as written (for display and change detection) and
+/// the built filter.
+#[derive(Debug, Clone)]
+pub struct FilterSpec {
+    pub config: FilterConfig,
+    pub filter: Arc<dyn Filter>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub spec: RouteSpec,
+    pub upstream: String,
+    pub rewrite: Option<Rewrite>,
+    pub filters: Vec<FilterSpec>,
+}
+
+/// One configuration problem, located in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub position: Option<Position>,
+    /// Path of the offending key, e.g. `routes[2].upstream`; empty for the whole file.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(p) = self.position {
+            write!(f, ":{}:{}", p.line, p.col)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a configuration file, with `${ENV}` from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: name.clone(),
+            position: None,
+            path: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+        }])
+    })?;
+    parse(&text, path, &|var| std::env::var(var).ok())
+}
+
+/// Validates configuration text; `file` names it in errors, `env` resolves `${NAME}`.
+pub fn parse(
+    text: &str,
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let name = file.display().to_string();
+    let at = |position: Option<Position>, path: String, message: String| ConfigError {
+        file: name.clone(),
+        position,
+        path,
+        message,
+    };
+    let positions = PositionIndex::build(text)
+        .map_err(|e| ConfigErrors(vec![at(Some(e.position), String::new(), e.message)]))?;
+    let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let position = e.location().map(|l| Position {
+            line: l.line(),
+            col: l.column(),
+        });
+        ConfigErrors(vec![at(position, String::new(), e.to_string())])
+    })?;
+    let locate = |path: String, message: String| at(positions.find(&path), path, message);
+
+    let env_errors = interpolate::interpolate(&mut value, env);
+    if !env_errors.is_empty() {
+        return Err(ConfigErrors(
+            env_errors
+                .into_iter()
+                .map(|e| locate(e.path, e.message))
+                .collect(),
+        ));
+    }
+    let source = Source {
+        file: file.to_path_buf(),
+        hash: content_hash(text),
+    };
+    validate::validate(value, source).map_err(|errors| {
+        ConfigErrors(
+            errors
+                .into_iter()
+                .map(|(path, message)| locate(path, message))
+                .collect(),
+        )
+    })
+}
+
+/// FNV-1a of the file text, as 16 hex digits: stable across builds and platforms.
+fn content_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

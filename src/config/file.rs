@@ -1,0 +1,186 @@
+//! The configuration file as written: serde types that mirror `gateway.yaml` one to
+//! one (spec §2). Unknown keys are errors. Nothing here resolves names or checks
+//! ranges; that is `validate.rs`.
+
+use super::units::DurationStr;
+use crate::filter::FilterConfig;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+/// The top-level keys, in the order the reference documents them.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "admin",
+    "threads",
+    "store",
+    "upstreams",
+    "filters",
+    "routes",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenFile {
+    pub address: String,
+    #[serde(default)]
+    pub tls: Option<TlsFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub address: String,
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    #[default]
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
+    #[serde(default)]
+    pub backend: StoreBackend,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<DurationStr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceFile {
+    RoundRobin,
+    Weighted,
+    LeastConn,
+    ConsistentHash,
+    Random,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    pub targets: Vec<TargetFile>,
+    #[serde(default)]
+    pub balance: Option<BalanceFile>,
+    #[serde(default)]
+    pub hash_on: Option<String>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckFile>,
+    #[serde(default)]
+    pub connect_timeout: Option<DurationStr>,
+    #[serde(default)]
+    pub read_timeout: Option<DurationStr>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// How long a target that refused a connection is skipped (passive ejection).
+    #[serde(default)]
+    pub eject_for: Option<DurationStr>,
+}
+
+/// A target: `127.0.0.1:9101` or `{ address: 127.0.0.1:9101, weight: 2 }`.
+#[derive(Debug, Clone)]
+pub struct TargetFile {
+    pub address: String,
+    pub weight: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetMap {
+    address: String,
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for TargetFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an address like 127.0.0.1:9101 or { address: ..., weight: N }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TargetFile, E> {
+                Ok(TargetFile {
+                    address: v.to_owned(),
+                    weight: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TargetFile, A::Error> {
+                let t = TargetMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(TargetFile {
+                    address: t.address,
+                    weight: t.weight,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub interval: Option<DurationStr>,
+    #[serde(default)]
+    pub timeout: Option<DurationStr>,
+    /// Consecutive successes that bring a target back.
+    #[serde(default)]
+    pub healthy: Option<u32>,
+    /// Consecutive failures that take a target out.
+    #[serde(default)]
+    pub unhealthy: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: MatchFile,
+    pub upstream: String,
+    #[serde(default)]
+    pub rewrite: Option<RewriteFile>,
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    pub filters: Vec<FilterConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchFile {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteFile {
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+}

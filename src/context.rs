@@ -1,0 +1,52 @@
+//! What the gateway knows about one request, shared by the proxy, the filters and
+//! the access log.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Per-request facts. Filters read it and add to it (the `jwt` filter sets the
+/// consumer, the cache filter its result); the access log writes it out.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// From `X-Request-Id` (with the `request_id` filter) or made by the gateway.
+    pub request_id: String,
+    /// The matched route's name; `None` while unmatched.
+    pub route: Option<Arc<str>>,
+    pub method: http::Method,
+    /// The request path as routed (before any rewrite).
+    pub path: String,
+    pub host: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    /// The authenticated caller (the token's `sub`), when a filter established one.
+    pub consumer: Option<String>,
+    /// `hit` / `miss` / `bypass` when a cache filter ran.
+    pub cache: Option<&'static str>,
+    pub started: Instant,
+}
+
+impl RequestContext {
+    pub fn new(method: http::Method, path: String) -> Self {
+        Self {
+            request_id: new_request_id(),
+            route: None,
+            method,
+            path,
+            host: None,
+            client_ip: None,
+            consumer: None,
+            cache: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// The route label for metrics and logs: bounded, never a raw path.
+    pub fn route_label(&self) -> &str {
+        self.route.as_deref().unwrap_or("unmatched")
+    }
+}
+
+/// A fresh request id: a random UUID, hyphenated.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,178 @@
+//! The plug-in seam: every per-route feature (auth, rate limits, caching, header
+//! transforms) is a [`Filter`] built from its YAML options.
+//!
+//! A filter sees only headers (through [`HeaderEdit`]) and the per-request
+//! [`RequestContext`], never Pingora types, so each filter is unit-tested without a
+//! socket and survives Pingora's API changes. Adding a filter means adding one
+//! module below and one variant to [`FilterConfig`].
+
+pub mod headers;
+pub mod request_id;
+
+use crate::context::RequestContext;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode};
+use serde::Deserialize;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// A filter as written in YAML: the key names the filter, the value holds its options.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterConfig {
+    Headers(headers::HeadersOptions),
+    RequestId(request_id::RequestIdOptions),
+}
+
+/// A problem in a filter's options: the path below the filter's key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    pub path: String,
+    pub message: String,
+}
+
+impl OptionError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl FilterConfig {
+    /// The YAML key, also used in logs and `/admin/routes`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Headers(_) => "headers",
+            Self::RequestId(_) => "request_id",
+        }
+    }
+
+    /// Checks the options and builds the runtime filter. Pure: no I/O.
+    pub fn build(&self) -> Result<Arc<dyn Filter>, Vec<OptionError>> {
+        Ok(match self {
+            Self::Headers(o) => Arc::new(headers::HeadersFilter::new(o)?),
+            Self::RequestId(o) => Arc::new(request_id::RequestIdFilter::new(o)?),
+        })
+    }
+}
+
+/// Read and write access to a header block (request or response).
+///
+/// Implemented by the proxy for Pingora's header types (which keep header-name case
+/// and must be edited through their own methods) and by `http::HeaderMap` for tests.
+pub trait HeaderEdit: Send {
+    fn get(&self, name: &HeaderName) -> Option<&HeaderValue>;
+    /// Replaces every value of `name` with `value`.
+    fn set(&mut self, name: HeaderName, value: HeaderValue);
+    /// Adds a value, keeping existing ones.
+    fn append(&mut self, name: HeaderName, value: HeaderValue);
+    /// Removes every value of `name`; returns the first one removed.
+    fn remove(&mut self, name: &HeaderName) -> Option<HeaderValue>;
+}
+
+impl HeaderEdit for http::HeaderMap {
+    fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        http::HeaderMap::get(self, name)
+    }
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        self.insert(name, value);
+    }
+    fn append(&mut self, name: HeaderName, value: HeaderValue) {
+        http::HeaderMap::append(self, name, value);
+    }
+    fn remove(&mut self, name: &HeaderName) -> Option<HeaderValue> {
+        http::HeaderMap::remove(self, name)
+    }
+}
+
+/// A response the gateway makes itself (an error, a refusal, a cache hit).
+#[derive(Debug, Clone)]
+pub struct LocalResponse {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+impl LocalResponse {
+    /// The gateway's JSON error shape (spec §5):
+    /// `{"error": code, "message": text, "request_id": id}`.
+    pub fn error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Self {
+        let body = serde_json::json!({
+            "error": code,
+            "message": message,
+            "request_id": request_id,
+        });
+        Self {
+            status,
+            headers: vec![(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// What a filter's request phase decided.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on to the next filter, then the upstream.
+    Continue,
+    /// Answer the client now; later filters and the upstream are skipped.
+    Respond(LocalResponse),
+}
+
+/// A filter could not decide (e.g. its store is unreachable). Its own options say
+/// whether that allows the request or refuses it; the proxy answers 500 otherwise.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FilterError(pub String);
+
+/// One plug-in. Every phase has a default that does nothing, so a filter implements
+/// only the phases it needs. Phases run in YAML order on the way in and in reverse
+/// order on the way out.
+#[async_trait]
+pub trait Filter: Send + Sync + Debug {
+    /// The request arrived and matched this filter's route. May answer directly.
+    async fn request(
+        &self,
+        _req: &mut dyn HeaderEdit,
+        _ctx: &mut RequestContext,
+    ) -> Result<Flow, FilterError> {
+        Ok(Flow::Continue)
+    }
+
+    /// The request is about to be sent upstream (after the path rewrite).
+    fn upstream_request(&self, _req: &mut dyn HeaderEdit, _ctx: &RequestContext) {}
+
+    /// A response is about to be sent to the client: from the upstream, or a local
+    /// one made by this filter or a later one.
+    fn response(&self, _resp: &mut dyn HeaderEdit, _ctx: &RequestContext) {}
+
+    /// The exchange is over (also after errors). For accounting and deferred work.
+    fn logging(&self, _ctx: &RequestContext, _status: u16) {}
+}
+
+/// Parses a header name from options, with a message that says where it came from.
+pub(crate) fn header_name(path: &str, name: &str) -> Result<HeaderName, OptionError> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| OptionError::new(path, format!("invalid header name {name:?}")))
+}
+
+/// Parses a header value from options.
+pub(crate) fn header_value(path: &str, value: &str) -> Result<HeaderValue, OptionError> {
+    HeaderValue::from_str(value).map_err(|_| {
+        OptionError::new(
+            path,
+            format!("invalid header value {value:?}: use visible ASCII characters"),
+        )
+    })
+}

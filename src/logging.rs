@@ -1,0 +1,34 @@
+//! Log output: JSON lines on stdout by default (one per request from the access
+//! log, plus operational events), or human-readable text. Pingora's own `log`
+//! records are bridged into the same stream.
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+/// Installs the global subscriber. `FINGATE_LOG` (or `RUST_LOG`) overrides the
+/// level filter, e.g. `FINGATE_LOG=warn,fingate::access=off`.
+pub fn init(format: LogFormat) {
+    let filter = std::env::var("FINGATE_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .map(EnvFilter::new)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // A second init (tests calling twice) keeps the first subscriber.
+    let _ = tracing_log::LogTracer::init();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

@@ -1,0 +1,66 @@
+//! `fingate`: command dispatch only; the work lives in the library.
+
+use anyhow::Context;
+use clap::Parser;
+use fingate::cli::{Cli, Command};
+use fingate::{config, logging, runtime, server};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match dispatch(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fingate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            config,
+            log_format,
+            upgrade,
+        } => {
+            logging::init(log_format);
+            let config = match config::load(&config.config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            server::run(config, &server::RunOptions { upgrade }).context("cannot start")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config } => match config::load(&config.config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} routes, {} upstreams)",
+                    config.config.display(),
+                    c.routes.len(),
+                    c.upstreams.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} error(s)", errors.0.len());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Routes { config } => {
+            let config = match config::load(&config.config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let runtime = runtime::Runtime::build(config, None)?;
+            print!("{}", fingate::admin::routes_table(&runtime));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

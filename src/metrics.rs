@@ -1,0 +1,191 @@
+//! Every metric fingate exports (spec §7), defined in one place.
+//!
+//! One process-wide registry: metrics must survive config reloads, and a route's
+//! series keep counting across them. Label values are bounded: route and upstream
+//! names from the config, never raw paths.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::sync::OnceLock;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests_total: IntCounterVec,
+    pub request_duration_seconds: HistogramVec,
+    pub upstream_requests_total: IntCounterVec,
+    pub upstream_target_healthy: IntGaugeVec,
+    pub config_reloads_total: IntCounterVec,
+    pub build_info: IntGaugeVec,
+    pub config_info: IntGaugeVec,
+    pub inflight_requests: IntGauge,
+}
+
+/// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable_metric(name, e));
+    register(r, Box::new(c.clone()), name);
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable_metric(name, e));
+    register(r, Box::new(g.clone()), name);
+    g
+}
+
+fn register(r: &Registry, c: Box<dyn prometheus::core::Collector>, name: &str) {
+    if let Err(e) = r.register(c) {
+        tracing::error!(metric = name, error = %e, "metric registration failed");
+    }
+}
+
+/// Metric definitions are constants; an invalid one is a programming error caught by
+/// the unit test below, so this never runs in a release that passed its tests.
+#[allow(clippy::panic)]
+fn unreachable_metric(name: &str, e: prometheus::Error) -> ! {
+    panic!("invalid metric definition {name}: {e}")
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let requests_total = counter(
+            &r,
+            "fingate_requests_total",
+            "Requests answered, by route, method and status.",
+            &["route", "method", "status"],
+        );
+        let hist = HistogramVec::new(
+            HistogramOpts::new(
+                "fingate_request_duration_seconds",
+                "Time from request to the end of the response, by route.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .unwrap_or_else(|e| unreachable_metric("fingate_request_duration_seconds", e));
+        register(
+            &r,
+            Box::new(hist.clone()),
+            "fingate_request_duration_seconds",
+        );
+        let upstream_requests_total = counter(
+            &r,
+            "fingate_upstream_requests_total",
+            "Upstream attempts, by upstream group, target and outcome.",
+            &["upstream", "target", "outcome"],
+        );
+        let upstream_target_healthy = gauge(
+            &r,
+            "fingate_upstream_target_healthy",
+            "1 when the target passes health checks, else 0.",
+            &["upstream", "target"],
+        );
+        let config_reloads_total = counter(
+            &r,
+            "fingate_config_reloads_total",
+            "Configuration reloads, by result.",
+            &["result"],
+        );
+        let build_info = gauge(
+            &r,
+            "fingate_build_info",
+            "Always 1; the version label says which build runs.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let config_info = gauge(
+            &r,
+            "fingate_config_info",
+            "Always 1; the hash label identifies the active configuration.",
+            &["hash"],
+        );
+        let inflight_requests =
+            IntGauge::new("fingate_inflight_requests", "Requests being processed now.")
+                .unwrap_or_else(|e| unreachable_metric("fingate_inflight_requests", e));
+        register(
+            &r,
+            Box::new(inflight_requests.clone()),
+            "fingate_inflight_requests",
+        );
+        Self {
+            registry: r,
+            requests_total,
+            request_duration_seconds: hist,
+            upstream_requests_total,
+            upstream_target_healthy,
+            config_reloads_total,
+            build_info,
+            config_info,
+            inflight_requests,
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+
+    /// Marks `hash` as the active configuration (and no other).
+    pub fn set_config_hash(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported_with_its_spec_name() {
+        let m = metrics();
+        m.requests_total
+            .with_label_values(&["r", "GET", "200"])
+            .inc();
+        m.request_duration_seconds
+            .with_label_values(&["r"])
+            .observe(0.01);
+        m.upstream_requests_total
+            .with_label_values(&["u", "127.0.0.1:1", "ok"])
+            .inc();
+        m.upstream_target_healthy
+            .with_label_values(&["u", "127.0.0.1:1"])
+            .set(1);
+        m.config_reloads_total.with_label_values(&["ok"]).inc();
+        m.set_config_hash("abc");
+        let text = String::from_utf8(m.render()).unwrap_or_default();
+        for name in [
+            "fingate_requests_total{",
+            "fingate_request_duration_seconds_bucket{",
+            "fingate_upstream_requests_total{",
+            "fingate_upstream_target_healthy{",
+            "fingate_config_reloads_total{",
+            "fingate_build_info{",
+            "fingate_config_info{hash=\"abc\"} 1",
+            "fingate_inflight_requests ",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The only `impl ProxyHttp`: matches the route, runs its filters per phase, picks
+//! the upstream target, and turns failures into the gateway's JSON errors.
+//!
+//! Pingora's types stop here; filters see [`HeaderEdit`] and [`RequestContext`].
+
+mod headers;
+mod log;
+
+use crate::config::HashOn;
+use crate::context::RequestContext;
+use crate::filter::{Filter, Flow, LocalResponse};
+use crate::metrics::metrics;
+use crate::routing::Lookup;
+use crate::runtime::{Gateway, Route, Runtime};
+use crate::upstream::ActiveGuard;
+use async_trait::async_trait;
+use headers::{ReqView, RespView};
+use http::{header, HeaderValue, Method, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an idle upstream connection stays in the keep-alive pool.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Proxy {
+    gateway: Arc<Gateway>,
+}
+
+impl Proxy {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+}
+
+/// Why the gateway itself answered with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Every target of the group is down or was already tried.
+    NoTarget,
+}
+
+/// Per-request state across Pingora's phases.
+pub struct Ctx {
+    req: RequestContext,
+    runtime: Option<Arc<Runtime>>,
+    route: Option<Arc<Route>>,
+    /// Path and query to send upstream, when the route rewrites.
+    upstream_target: Option<String>,
+    /// Target indexes tried so far for this request (retries avoid them).
+    tried: Vec<usize>,
+    target: Option<usize>,
+    active: Option<ActiveGuard>,
+    failure: Option<Failure>,
+    upstream_responded: bool,
+    /// Status of a response the gateway made itself.
+    local_status: u16,
+    counted_inflight: bool,
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            req: RequestContext::new(Method::GET, String::new()),
+            runtime: None,
+            route: None,
+            upstream_target: None,
+            tried: Vec::new(),
+            target: None,
+            active: None,
+            failure: None,
+            upstream_responded: false,
+            local_status: 0,
+            counted_inflight: false,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        metrics().inflight_requests.inc();
+        ctx.counted_inflight = true;
+        let runtime = self.gateway.current();
+        ctx.runtime = Some(runtime.clone());
+        let req = session.req_header();
+        ctx.req.method = req.method.clone();
+        ctx.req.path = req.uri.path().to_owned();
+        ctx.req.host = host_of(req).map(str::to_owned);
+        ctx.req.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        headers::strip_identity_headers(session.req_header_mut());
+
+        let req = session.req_header();
+        let found = match runtime
+            .table
+            .find(ctx.req.host.as_deref(), &req.method, req.uri.path())
+        {
+            Lookup::Found { route, params } => {
+                ctx.upstream_target = route
+                    .rewrite
+                    .as_ref()
+                    .map(|rw| rw.apply(req.uri.path(), &params, req.uri.query()));
+                route.clone()
+            }
+            Lookup::MethodNotAllowed { allow } => {
+                let allow: Vec<&str> = allow.iter().map(Method::as_str).collect();
+                let local = LocalResponse::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    &format!(
+                        "{} is not allowed here; allowed: {}",
+                        ctx.req.method,
+                        allow.join(", ")
+                    ),
+                    &ctx.req.request_id,
+                );
+                let local = match HeaderValue::from_str(&allow.join(", ")) {
+                    Ok(v) => local.with_header(header::ALLOW, v),
+                    Err(_) => local,
+                };
+                respond(session, ctx, local, &[]).await?;
+                return Ok(true);
+            }
+            Lookup::NotFound => {
+                let local = LocalResponse::error(
+                    StatusCode::NOT_FOUND,
+                    "route_not_found",
+                    "no route matches this request",
+                    &ctx.req.request_id,
+                );
+                respond(session, ctx, local, &[]).await?;
+                return Ok(true);
+            }
+        };
+        ctx.req.route = Some(found.name.clone());
+        ctx.route = Some(found.clone());
+        run_request_filters(session, ctx, &found.filters).await
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let route = ctx.route.clone().ok_or_else(|| {
+            Error::explain(ErrorType::InternalError, "no route at upstream selection")
+        })?;
+        let group = &route.upstream;
+        let key = hash_key(&group.config.balance, &ctx.req, session.req_header());
+        let Some(index) = group.select(key.as_deref(), &ctx.tried) else {
+            ctx.failure = Some(Failure::NoTarget);
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                format!("no available target in upstream {}", group.name()),
+            ));
+        };
+        ctx.tried.push(index);
+        ctx.target = Some(index);
+        ctx.active = group.begin_request(index);
+        let address = group.targets[index].address;
+        let mut peer = HttpPeer::new(address, false, String::new());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(group.config.connect_timeout);
+        o.read_timeout = Some(group.config.read_timeout);
+        o.write_timeout = Some(group.config.read_timeout);
+        o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let (Some(route), Some(index)) = (&ctx.route, ctx.target) else {
+            return e;
+        };
+        let group = &route.upstream;
+        group.report_connect_failure(index);
+        metrics()
+            .upstream_requests_total
+            .with_label_values(&[group.name(), &group.targets[index].label, "connect_error"])
+            .inc();
+        ctx.active = None;
+        ctx.target = None;
+        let attempts = ctx.tried.len() as u32;
+        let another = (0..group.targets.len())
+            .any(|i| !ctx.tried.contains(&i) && group.targets[i].available());
+        if attempts <= group.config.retries && another {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(target) = ctx.upstream_target.as_deref() {
+            let uri = http::Uri::try_from(target).map_err(|e| {
+                Error::because(
+                    ErrorType::InternalError,
+                    "rewritten path is not a valid URI",
+                    e,
+                )
+            })?;
+            upstream.set_uri(uri);
+        }
+        if let Some(route) = &ctx.route {
+            let mut view = ReqView(upstream);
+            for f in &route.filters {
+                f.upstream_request(&mut view, &ctx.req);
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.upstream_responded = true;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(route) = &ctx.route {
+            let mut view = RespView(resp);
+            for f in route.filters.iter().rev() {
+                f.response(&mut view, &ctx.req);
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, code, message) = classify(e, ctx);
+        if status != 0 && session.response_written().is_none() {
+            let local =
+                LocalResponse::error(status_code(status), code, &message, &ctx.req.request_id);
+            let filters = ctx
+                .route
+                .as_ref()
+                .map(|r| r.filters.clone())
+                .unwrap_or_default();
+            if let Err(write_error) = respond(session, ctx, local, &filters).await {
+                tracing::debug!(error = %write_error, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map_or(ctx.local_status, |r| r.status.as_u16());
+        if ctx.counted_inflight {
+            metrics().inflight_requests.dec();
+        }
+        log::record(session, e, ctx, status);
+        if let Some(route) = &ctx.route {
+            for f in &route.filters {
+                f.logging(&ctx.req, status);
+            }
+        }
+        ctx.active = None;
+    }
+}
+
+/// Runs the request phase of each filter; a local answer stops the chain and
+/// passes back through the filters already entered.
+async fn run_request_filters(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    filters: &[Arc<dyn Filter>],
+) -> Result<bool> {
+    for (i, f) in filters.iter().enumerate() {
+        let flow = {
+            let mut view = ReqView(session.req_header_mut());
+            f.request(&mut view, &mut ctx.req).await
+        };
+        let local = match flow {
+            Ok(Flow::Continue) => continue,
+            Ok(Flow::Respond(local)) => local,
+            Err(e) => {
+                tracing::error!(route = ctx.req.route_label(), error = %e, "filter failed");
+                LocalResponse::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "a gateway filter failed",
+                    &ctx.req.request_id,
+                )
+            }
+        };
+        respond(session, ctx, local, &filters[..=i]).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Writes a gateway-made response, after the response phase of `filters` (reversed).
+async fn respond(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    local: LocalResponse,
+    filters: &[Arc<dyn Filter>],
+) -> Result<()> {
+    let mut head = ResponseHeader::build(local.status, Some(local.headers.len() + 2))?;
+    for (name, value) in local.headers {
+        head.append_header(name, value)?;
+    }
+    head.insert_header(header::CONTENT_LENGTH, local.body.len())?;
+    {
+        let mut view = RespView(&mut head);
+        for f in filters.iter().rev() {
+            f.response(&mut view, &ctx.req);
+        }
+    }
+    ctx.local_status = local.status.as_u16();
+    let head_only = session.req_header().method == Method::HEAD;
+    session
+        .write_response_header(Box::new(head), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(local.body), true).await?;
+    }
+    Ok(())
+}
+
+/// Maps a proxy failure to (status, error code, message); status 0 means the client
+/// connection is gone and nothing can be sent.
+fn classify(e: &Error, ctx: &Ctx) -> (u16, &'static str, String) {
+    use ErrorType::*;
+    let upstream = ctx.route.as_ref().map_or("", |r| r.upstream.name());
+    if ctx.failure == Some(Failure::NoTarget) {
+        return (
+            502,
+            "upstream_unavailable",
+            format!("no healthy target in upstream {upstream:?}"),
+        );
+    }
+    match (e.esource(), e.etype()) {
+        (_, HTTPStatus(code)) => (
+            *code,
+            error_code(*code),
+            format!("request failed with status {code}"),
+        ),
+        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => (
+            504,
+            "upstream_timeout",
+            format!("upstream {upstream:?} did not answer in time"),
+        ),
+        (
+            ErrorSource::Upstream,
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
+            | TLSHandshakeTimedout,
+        ) => (
+            502,
+            "upstream_unavailable",
+            format!("could not connect to upstream {upstream:?}"),
+        ),
+        (ErrorSource::Upstream, _) => (
+            502,
+            "upstream_unavailable",
+            format!("upstream {upstream:?} sent an invalid or incomplete response"),
+        ),
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => {
+            (0, "", String::new())
+        }
+        (ErrorSource::Downstream, ReadTimedout) => (
+            408,
+            "request_timeout",
+            "the request was not received in time".into(),
+        ),
+        (ErrorSource::Downstream, _) => {
+            (400, "bad_request", "the request could not be read".into())
+        }
+        _ => (
+            500,
+            "internal_error",
+            "the gateway failed to process the request".into(),
+        ),
+    }
+}
+
+fn error_code(status: u16) -> &'static str {
+    match status {
+        400 => "bad_request",
+        404 => "route_not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        429 => "rate_limited",
+        431 => "request_header_fields_too_large",
+        502 => "upstream_unavailable",
+        503 => "store_unavailable",
+        504 => "upstream_timeout",
+        _ => "error",
+    }
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The Host header (or the absolute-form authority), without validation beyond UTF-8.
+fn host_of(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// The consistent-hash key for this request, if the group hashes.
+fn hash_key(
+    balance: &crate::config::Balance,
+    req: &RequestContext,
+    head: &RequestHeader,
+) -> Option<Vec<u8>> {
+    let crate::config::Balance::ConsistentHash(on) = balance else {
+        return None;
+    };
+    match on {
+        HashOn::Consumer => req.consumer.as_ref().map(|c| c.as_bytes().to_vec()),
+        HashOn::Ip => req.client_ip.map(|ip| ip.to_string().into_bytes()),
+        HashOn::Header(name) => head.headers.get(name).map(|v| v.as_bytes().to_vec()),
+    }
+}

@@ -1,0 +1,269 @@
+//! The live gateway state built from a [`Config`]: the route table, the upstream
+//! groups and the filters, swapped atomically on reload.
+//!
+//! Requests load the current [`Runtime`] once and keep that `Arc` to the end, so a
+//! request in flight finishes on the config it started with.
+
+use crate::config::{self, Config, ConfigErrors};
+use crate::filter::Filter;
+use crate::metrics::metrics;
+use crate::routing::{Rewrite, RouteTable};
+use crate::upstream::{health, UpstreamGroup};
+use arc_swap::ArcSwap;
+use prometheus::Histogram;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// One route, ready to serve.
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub upstream: Arc<UpstreamGroup>,
+    pub rewrite: Option<Rewrite>,
+    /// Global filters first, then the route's own, in YAML order.
+    pub filters: Vec<Arc<dyn Filter>>,
+    /// Resolved once here so the request path does no label lookup for it.
+    pub duration: Histogram,
+}
+
+/// Everything one config generation serves with.
+#[derive(Debug)]
+pub struct Runtime {
+    pub config: Config,
+    pub table: RouteTable<Arc<Route>>,
+    pub upstreams: BTreeMap<String, Arc<UpstreamGroup>>,
+}
+
+/// A failure to build a runtime from a config that validated (should not happen:
+/// validation builds the same table).
+#[derive(Debug, thiserror::Error)]
+#[error("internal error building the route table: {0}")]
+pub struct BuildError(String);
+
+impl Runtime {
+    /// Builds a runtime; upstream targets that `previous` also had keep their health.
+    pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Self, BuildError> {
+        let upstreams: BTreeMap<String, Arc<UpstreamGroup>> = config
+            .upstreams
+            .iter()
+            .map(|(name, u)| {
+                let prev = previous
+                    .and_then(|p| p.upstreams.get(name))
+                    .map(Arc::as_ref);
+                (name.clone(), Arc::new(UpstreamGroup::new(u.clone(), prev)))
+            })
+            .collect();
+        let mut entries = Vec::with_capacity(config.routes.len());
+        for r in &config.routes {
+            let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
+                BuildError(format!(
+                    "route {} names unknown upstream {}",
+                    r.name, r.upstream
+                ))
+            })?;
+            let filters = config
+                .filters
+                .iter()
+                .chain(&r.filters)
+                .map(|f| f.filter.clone())
+                .collect();
+            let route = Route {
+                name: Arc::from(r.name.as_str()),
+                upstream,
+                rewrite: r.rewrite.clone(),
+                filters,
+                duration: metrics()
+                    .request_duration_seconds
+                    .with_label_values(&[&r.name]),
+            };
+            entries.push((r.spec.clone(), Arc::new(route)));
+        }
+        let table = RouteTable::build(entries).map_err(|errors| {
+            BuildError(
+                errors
+                    .iter()
+                    .map(|e| e.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        Ok(Self {
+            config,
+            table,
+            upstreams,
+        })
+    }
+
+    /// Starts health checks for every group of this generation.
+    fn start_health_checks(&self) {
+        let handle = control_runtime();
+        for group in self.upstreams.values() {
+            health::spawn(group, handle);
+        }
+    }
+}
+
+/// A small runtime for control-plane work (health checks), separate from Pingora's
+/// request runtimes and alive from before the server starts.
+pub fn control_runtime() -> &'static tokio::runtime::Handle {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let rt = RT.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("fingate-control")
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| fatal(&format!("cannot start the control runtime: {e}")))
+        });
+        rt.handle().clone()
+    })
+}
+
+#[allow(clippy::panic)]
+fn fatal(message: &str) -> ! {
+    panic!("{message}")
+}
+
+/// What a reload changed, for the log and the admin API.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ReloadSummary {
+    pub hash: String,
+    pub routes_added: Vec<String>,
+    pub routes_removed: Vec<String>,
+    pub routes_changed: Vec<String>,
+    /// Settings that only take effect after a restart (e.g. `listen`).
+    pub restart_needed: Vec<&'static str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+    #[error("{0}")]
+    Build(#[from] BuildError),
+}
+
+/// The gateway's current runtime and how to replace it.
+pub struct Gateway {
+    current: ArcSwap<Runtime>,
+    config_path: PathBuf,
+    /// One reload at a time: two concurrent reloads would race on "previous".
+    reload_lock: Mutex<()>,
+}
+
+impl Gateway {
+    /// Builds the first runtime and starts its health checks.
+    pub fn new(config: Config) -> Result<Arc<Self>, BuildError> {
+        let config_path = config.source.file.clone();
+        metrics().set_config_hash(&config.source.hash);
+        let runtime = Runtime::build(config, None)?;
+        runtime.start_health_checks();
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(runtime),
+            config_path,
+            reload_lock: Mutex::new(()),
+        }))
+    }
+
+    /// The runtime new requests use.
+    pub fn current(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the config file and swaps it in; on any error the running config stays.
+    pub fn reload(&self) -> Result<ReloadSummary, ReloadError> {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = config::load(&self.config_path)
+            .map_err(ReloadError::from)
+            .and_then(|config| self.swap(config));
+        let label = if result.is_ok() { "ok" } else { "error" };
+        metrics()
+            .config_reloads_total
+            .with_label_values(&[label])
+            .inc();
+        match &result {
+            Ok(s) => tracing::info!(
+                hash = %s.hash, added = ?s.routes_added, removed = ?s.routes_removed,
+                changed = ?s.routes_changed, restart_needed = ?s.restart_needed,
+                "configuration reloaded"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload refused; the running configuration stays")
+            }
+        }
+        result
+    }
+
+    fn swap(&self, config: Config) -> Result<ReloadSummary, ReloadError> {
+        let old = self.current();
+        let summary = summarize(&old.config, &config);
+        metrics().set_config_hash(&config.source.hash);
+        let next = Runtime::build(config, Some(&old))?;
+        next.start_health_checks();
+        self.current.store(Arc::new(next));
+        for group in old.upstreams.values() {
+            group.retire();
+        }
+        Ok(summary)
+    }
+}
+
+fn summarize(old: &Config, new: &Config) -> ReloadSummary {
+    let describe = |c: &Config| -> HashMap<String, String> {
+        c.routes
+            .iter()
+            .map(|r| {
+                let upstream = c.upstreams.get(&r.upstream);
+                let filters: Vec<_> = r.filters.iter().map(|f| &f.config).collect();
+                (
+                    r.name.clone(),
+                    format!(
+                        "{:?}{:?}{:?}{:?}{:?}",
+                        r.spec,
+                        r.rewrite,
+                        upstream,
+                        filters,
+                        c.filters.iter().map(|f| &f.config).collect::<Vec<_>>()
+                    ),
+                )
+            })
+            .collect()
+    };
+    let (before, after) = (describe(old), describe(new));
+    let mut s = ReloadSummary {
+        hash: new.source.hash.clone(),
+        ..Default::default()
+    };
+    for (name, desc) in &after {
+        match before.get(name) {
+            None => s.routes_added.push(name.clone()),
+            Some(d) if d != desc => s.routes_changed.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    s.routes_removed = before
+        .keys()
+        .filter(|n| !after.contains_key(*n))
+        .cloned()
+        .collect();
+    for v in [
+        &mut s.routes_added,
+        &mut s.routes_changed,
+        &mut s.routes_removed,
+    ] {
+        v.sort();
+    }
+    if old.listen != new.listen {
+        s.restart_needed.push("listen");
+    }
+    if old.admin.address != new.admin.address {
+        s.restart_needed.push("admin.address");
+    }
+    if old.threads != new.threads {
+        s.restart_needed.push("threads");
+    }
+    s
+}

@@ -1,0 +1,400 @@
+//! Real processes on ephemeral loopback ports: the `fingate` binary, the
+//! `services-mock` binary, a tiny HTTP/1.1 client over a raw socket. Everything
+//! started here is killed when its handle drops.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub fn fingate_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fingate"))
+}
+
+/// The services-mock binary next to fingate's, built once if missing.
+pub fn mock_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let path = fingate_bin().with_file_name("services-mock");
+            if !path.exists() {
+                let status = Command::new(env!("CARGO"))
+                    .args(["build", "-p", "services-mock"])
+                    .status()
+                    .expect("cargo build -p services-mock");
+                assert!(status.success(), "building services-mock failed");
+            }
+            path
+        })
+        .clone()
+}
+
+/// A free loopback port (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` every 20 ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running services-mock process.
+pub struct Mock {
+    child: Child,
+    pub addrs: HashMap<String, SocketAddr>,
+}
+
+impl Mock {
+    /// Starts `services-mock <args>` and waits for `expect` LISTENING lines.
+    pub fn start(args: &[&str], expect: usize) -> Mock {
+        let mut child = Command::new(mock_bin())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn services-mock");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addrs = HashMap::new();
+        while addrs.len() < expect {
+            let line = lines
+                .next()
+                .expect("services-mock exited before listening")
+                .unwrap();
+            let mut parts = line.split_whitespace();
+            if parts.next() == Some("LISTENING") {
+                let name = parts.next().unwrap().to_owned();
+                let addr = parts.next().unwrap().parse().unwrap();
+                addrs.insert(name, addr);
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Mock { child, addrs }
+    }
+
+    /// One service alone on an ephemeral port: `services-mock accounts --listen 127.0.0.1:0 --name NAME`.
+    pub fn one(service: &str, name: &str, extra: &[&str]) -> Mock {
+        let mut args = vec![service, "--listen", "127.0.0.1:0", "--name", name];
+        args.extend_from_slice(extra);
+        Mock::start(&args, 1)
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(name)
+            .unwrap_or_else(|| panic!("no service {name} in {:?}", self.addrs))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Requests counted by an instance (excluding /health and /_mock/*).
+    pub fn requests(addr: SocketAddr) -> u64 {
+        let r = get(addr, "/_mock/stats");
+        r.json()["requests"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running fingate process with its config in a temp dir.
+pub struct Gateway {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub log: Arc<Mutex<String>>,
+}
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+impl Gateway {
+    /// Writes `yaml` (with `{LISTEN}`, `{ADMIN}` and `{ADMIN_KEY}` filled in) and starts
+    /// `fingate run` on it; returns once `/healthz` answers.
+    pub fn start(yaml: &str) -> Gateway {
+        Self::start_with(yaml, &[])
+    }
+
+    pub fn start_with(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = dir.path().join("gateway.yaml");
+        std::fs::write(&config, fill(yaml, addr, admin)).unwrap();
+        let mut gw = Gateway {
+            child: None,
+            addr,
+            admin,
+            dir,
+            config,
+            log: Arc::default(),
+        };
+        gw.spawn(env);
+        gw
+    }
+
+    fn spawn(&mut self, env: &[(&str, &str)]) {
+        let mut cmd = Command::new(fingate_bin());
+        cmd.args(["run", "-c"])
+            .arg(&self.config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn fingate");
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let log = self.log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        self.child = Some(child);
+        let admin = self.admin;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "fingate exited with {status} during start-up:\n{}",
+                    self.log()
+                );
+            }
+            if try_request(admin, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "fingate did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Rewrites the config file (placeholders filled as at start).
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(&self.config, fill(yaml, self.addr, self.admin)).unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        get(self.addr, path)
+    }
+
+    /// An admin API call with the test key.
+    pub fn admin(&self, method: &str, path: &str) -> Response {
+        request(
+            self.admin,
+            method,
+            path,
+            &[("Authorization", &format!("Bearer {ADMIN_KEY}"))],
+            b"",
+        )
+    }
+
+    /// The value of one series in `/metrics`, e.g. `fingate_requests_total{route="a",method="GET",status="200"}`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let text = get(self.admin, "/metrics").body_text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn fill(yaml: &str, addr: SocketAddr, admin: SocketAddr) -> String {
+    yaml.replace("{LISTEN}", &addr.to_string())
+        .replace("{ADMIN}", &admin.to_string())
+        .replace("{ADMIN_KEY}", ADMIN_KEY)
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body_text()))
+    }
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    request(addr, "GET", path, &[], b"")
+}
+
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    try_request(addr, method, path, headers, body)
+        .unwrap_or_else(|e| panic!("{method} {addr}{path}: {e}"))
+}
+
+/// One HTTP/1.1 exchange on a fresh connection (`Connection: close`).
+pub fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw, method == "HEAD")
+}
+
+pub fn parse_response(raw: &[u8], head_only: bool) -> std::io::Result<Response> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_owned());
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad("non-UTF-8 head"))?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(|| bad("empty"))?;
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad(status_line))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        })
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if head_only {
+        Vec::new()
+    } else if chunked {
+        dechunk(rest).ok_or_else(|| bad("bad chunked body"))?
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// Runs `fingate <args>` to completion: (exit code, stdout, stderr).
+pub fn fingate(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let out = Command::new(fingate_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

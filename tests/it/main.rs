@@ -1,0 +1,12 @@
+//! Integration tests: the real `fingate` binary in front of real `services-mock`
+//! processes, over real sockets on 127.0.0.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+mod admin;
+mod cli;
+mod identity;
+mod routing;
+mod upstreams;
