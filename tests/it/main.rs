@@ -7,6 +7,7 @@ mod harness;
 
 mod admin;
 mod cli;
+mod demo;
 mod identity;
 mod routing;
 mod upstreams;

@@ -1,0 +1,125 @@
+//! The demo flow through the gateway on the shipped `gateway.yaml` routes, with
+//! `services-mock all` on ephemeral ports (one shared ledger, two accounts instances).
+
+use crate::harness::*;
+use std::collections::HashSet;
+
+/// gateway.yaml with the services' fixed ports swapped for this test's ephemeral ones.
+fn demo_config(mock: &Mock) -> String {
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.yaml")).unwrap();
+    let mut yaml = shipped
+        .replace("127.0.0.1:8080", "{LISTEN}")
+        .replace("127.0.0.1:9901", "{ADMIN}");
+    for (port, name) in [
+        ("9101", "accounts-1"),
+        ("9102", "accounts-2"),
+        ("9201", "payments"),
+        ("9301", "loans"),
+    ] {
+        yaml = yaml.replace(&format!("127.0.0.1:{port}"), &mock.addr(name).to_string());
+    }
+    yaml
+}
+
+fn start_demo() -> (Mock, Gateway) {
+    let mock = Mock::start(
+        &[
+            "all",
+            "--accounts-1",
+            "127.0.0.1:0",
+            "--accounts-2",
+            "127.0.0.1:0",
+            "--payments",
+            "127.0.0.1:0",
+            "--loans",
+            "127.0.0.1:0",
+        ],
+        4,
+    );
+    let gw = Gateway::start(&demo_config(&mock));
+    (mock, gw)
+}
+
+fn statement_ids(gw: &Gateway, served: &mut HashSet<String>) -> Vec<String> {
+    let r = gw.get("/api/accounts/ACC-1001/statement?limit=500");
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    served.insert(r.header("x-served-by").unwrap().to_owned());
+    r.json()["transactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_transfer_shows_in_the_statement_from_either_accounts_instance() {
+    let (_mock, gw) = start_demo();
+    let mut served = HashSet::new();
+    let before = statement_ids(&gw, &mut served);
+
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/payments",
+        &[
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", "it-demo-1"),
+        ],
+        br#"{"from_account":"ACC-1001","to_account":"ACC-2001","amount":2500,"currency":"EUR"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body_text());
+
+    // Round robin alternates the two instances: read until both have answered.
+    let mut served_after = HashSet::new();
+    while served_after.len() < 2 {
+        let after = statement_ids(&gw, &mut served_after);
+        assert_eq!(
+            after.len(),
+            before.len() + 1,
+            "the payment is in the statement"
+        );
+        assert_eq!(after[..before.len()], before[..]);
+    }
+    assert_eq!(
+        served_after,
+        HashSet::from(["accounts-1".to_owned(), "accounts-2".to_owned()])
+    );
+}
+
+#[test]
+fn loan_quote_and_fx_through_the_gateway() {
+    let (_mock, gw) = start_demo();
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/loans/quote",
+        &[("Content-Type", "application/json")],
+        br#"{"principal":1000000,"annual_rate_bps":650,"months":12}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body_text());
+    let quote = r.json();
+    let principal: i64 = quote["schedule"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["principal"].as_i64().unwrap())
+        .sum();
+    assert_eq!(principal, 1_000_000);
+    let id = quote["id"].as_str().unwrap();
+    // The loan-read route rewrites with a path template.
+    assert_eq!(gw.get(&format!("/api/loans/{id}")).json()["id"], id);
+
+    let fx = gw.get("/api/fx/EUR-USD");
+    assert_eq!(fx.status, 200);
+    assert_eq!(
+        fx.header("x-content-type-options"),
+        Some("nosniff"),
+        "global headers filter"
+    );
+    assert!(
+        fx.header("x-request-id").is_some(),
+        "global request_id filter"
+    );
+}
