@@ -8,12 +8,16 @@ mod log;
 
 use crate::config::HashOn;
 use crate::context::RequestContext;
+use crate::edge::checks::{check_head, Refusal};
+use crate::edge::forwarded;
 use crate::filter::{Filter, Flow, LocalResponse};
 use crate::metrics::metrics;
+use crate::normalize::normalize_path;
 use crate::routing::Lookup;
 use crate::runtime::{Gateway, Route, Runtime};
 use crate::upstream::ActiveGuard;
 use async_trait::async_trait;
+use bytes::Bytes;
 use headers::{ReqView, RespView};
 use http::{header, HeaderValue, Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -59,6 +63,10 @@ pub struct Ctx {
     /// Status of a response the gateway made itself.
     local_status: u16,
     counted_inflight: bool,
+    /// Request body bytes received so far, against the route's `max_body`.
+    body_bytes: u64,
+    /// The peer address (before trusted-proxy resolution), for forwarding headers.
+    peer_ip: Option<std::net::IpAddr>,
 }
 
 #[async_trait]
@@ -78,6 +86,8 @@ impl ProxyHttp for Proxy {
             upstream_responded: false,
             local_status: 0,
             counted_inflight: false,
+            body_bytes: 0,
+            peer_ip: None,
         }
     }
 
@@ -86,29 +96,59 @@ impl ProxyHttp for Proxy {
         ctx.counted_inflight = true;
         let runtime = self.gateway.current();
         ctx.runtime = Some(runtime.clone());
+        let limits = &runtime.config.limits;
+        session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
+        session.set_read_timeout(Some(limits.body_timeout));
+
         let req = session.req_header();
         ctx.req.method = req.method.clone();
-        ctx.req.path = req.uri.path().to_owned();
         ctx.req.host = host_of(req).map(str::to_owned);
-        ctx.req.client_ip = session
+        ctx.peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        ctx.req.client_ip = ctx
+            .peer_ip
+            .map(|peer| forwarded::client_ip(peer, &req.headers, &runtime.config.trusted_proxies));
+        if let Err(refusal) = check_head(req, req.raw_path().len(), limits) {
+            refuse(session, ctx, refusal).await?;
+            return Ok(true);
+        }
+        let path = match normalize_path(req.uri.path()) {
+            Ok(p) => p.into_owned(),
+            Err(e) => {
+                let refusal = Refusal {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "bad_request",
+                    message: e.to_string(),
+                    close: true,
+                };
+                refuse(session, ctx, refusal).await?;
+                return Ok(true);
+            }
+        };
         headers::strip_identity_headers(session.req_header_mut());
 
         let req = session.req_header();
+        let query = req.uri.query();
         let found = match runtime
             .table
-            .find(ctx.req.host.as_deref(), &req.method, req.uri.path())
+            .find(ctx.req.host.as_deref(), &req.method, &path)
         {
             Lookup::Found { route, params } => {
-                ctx.upstream_target = route
-                    .rewrite
-                    .as_ref()
-                    .map(|rw| rw.apply(req.uri.path(), &params, req.uri.query()));
+                ctx.upstream_target = match &route.rewrite {
+                    Some(rw) => Some(rw.apply(&path, &params, query)),
+                    // Forward the normalised spelling, never the one that was routed around.
+                    None if path != req.uri.path() => Some(match query {
+                        Some(q) => format!("{path}?{q}"),
+                        None => path.clone(),
+                    }),
+                    None => None,
+                };
                 route.clone()
             }
             Lookup::MethodNotAllowed { allow } => {
+                ctx.req.path = path;
                 let allow: Vec<&str> = allow.iter().map(Method::as_str).collect();
                 let local = LocalResponse::error(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -128,6 +168,7 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
             Lookup::NotFound => {
+                ctx.req.path = path;
                 let local = LocalResponse::error(
                     StatusCode::NOT_FOUND,
                     "route_not_found",
@@ -138,9 +179,44 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         };
+        ctx.req.path = path;
         ctx.req.route = Some(found.name.clone());
         ctx.route = Some(found.clone());
+        if let Some(refusal) = body_refusal(session.req_header(), found.max_body) {
+            refuse(session, ctx, refusal).await?;
+            return Ok(true);
+        }
+        if session
+            .req_header()
+            .headers
+            .contains_key(header::TRANSFER_ENCODING)
+        {
+            // Chunk framing is where parsers disagree (e.g. a bare LF in a chunk
+            // extension); after a chunked body nothing more is read from this
+            // connection, so no second request can hide in it.
+            session.set_keepalive(None);
+        }
         run_request_filters(session, ctx, &found.filters).await
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let (Some(chunk), Some(route)) = (body.as_ref(), &ctx.route) else {
+            return Ok(());
+        };
+        ctx.body_bytes += chunk.len() as u64;
+        if ctx.body_bytes > route.max_body {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                format!("request body larger than {} bytes", route.max_body),
+            ));
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -198,10 +274,23 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_request_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        for name in forwarded::hop_by_hop_present(&upstream.headers) {
+            upstream.remove_header(&name);
+        }
+        if let (Some(peer), Some(runtime)) = (ctx.peer_ip, &ctx.runtime) {
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            let proto = if tls { "https" } else { "http" };
+            let trusted = &runtime.config.trusted_proxies;
+            for (name, value) in
+                forwarded::forwarding_headers(&upstream.headers, peer, proto, trusted)
+            {
+                upstream.insert_header(name, value)?;
+            }
+        }
         if let Some(target) = ctx.upstream_target.as_deref() {
             let uri = http::Uri::try_from(target).map_err(|e| {
                 Error::because(
@@ -224,10 +313,13 @@ impl ProxyHttp for Proxy {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.upstream_responded = true;
+        for name in forwarded::hop_by_hop_present(&resp.headers) {
+            resp.remove_header(&name);
+        }
         Ok(())
     }
 
@@ -341,6 +433,40 @@ async fn respond(
         session.write_response_body(Some(local.body), true).await?;
     }
     Ok(())
+}
+
+/// Answers an edge refusal; framing problems also close the connection.
+async fn refuse(session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Result<()> {
+    if refusal.close {
+        session.set_keepalive(None);
+    }
+    let local = LocalResponse::error(
+        refusal.status,
+        refusal.code,
+        &refusal.message,
+        &ctx.req.request_id,
+    );
+    respond(session, ctx, local, &[]).await
+}
+
+/// 413 when the declared body is over the route's limit (or any body where none is allowed).
+fn body_refusal(req: &RequestHeader, max_body: u64) -> Option<Refusal> {
+    let declared = req
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = req.headers.contains_key(header::TRANSFER_ENCODING);
+    let too_big = match declared {
+        Some(n) => n > max_body,
+        None => chunked && max_body == 0,
+    };
+    too_big.then(|| Refusal {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "payload_too_large",
+        message: format!("this route accepts request bodies up to {max_body} bytes"),
+        close: true,
+    })
 }
 
 /// Maps a proxy failure to (status, error code, message); status 0 means the client

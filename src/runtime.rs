@@ -21,6 +21,8 @@ pub struct Route {
     pub name: Arc<str>,
     pub upstream: Arc<UpstreamGroup>,
     pub rewrite: Option<Rewrite>,
+    /// Largest request body accepted (413 above).
+    pub max_body: u64,
     /// Global filters first, then the route's own, in YAML order.
     pub filters: Vec<Arc<dyn Filter>>,
     /// Resolved once here so the request path does no label lookup for it.
@@ -72,6 +74,7 @@ impl Runtime {
                 name: Arc::from(r.name.as_str()),
                 upstream,
                 rewrite: r.rewrite.clone(),
+                max_body: r.max_body,
                 filters,
                 duration: metrics()
                     .request_duration_seconds
@@ -264,6 +267,23 @@ fn summarize(old: &Config, new: &Config) -> ReloadSummary {
     }
     if old.threads != new.threads {
         s.restart_needed.push("threads");
+    }
+    // The connection guards are built once with the listeners.
+    let (a, b) = (&old.limits, &new.limits);
+    if (
+        a.header_timeout,
+        a.min_body_rate,
+        a.max_connections,
+        a.max_requests_per_connection,
+    ) != (
+        b.header_timeout,
+        b.min_body_rate,
+        b.max_connections,
+        b.max_requests_per_connection,
+    ) {
+        s.restart_needed.push(
+            "limits (header_timeout, min_body_rate, max_connections, max_requests_per_connection)",
+        );
     }
     s
 }

@@ -5,9 +5,11 @@
 
 use crate::admin::AdminApp;
 use crate::config::Config;
+use crate::edge::shield::Shield;
 use crate::proxy::Proxy;
 use crate::runtime::Gateway;
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -38,6 +40,7 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
     let listen = config.listen.clone();
     let admin_address = config.admin.address;
     let threads = config.threads;
+    let limits = config.limits.clone();
     let gateway = Gateway::new(config)?;
 
     let conf = ServerConf {
@@ -59,11 +62,11 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Proxy::new(gateway.clone()),
-        "fingate proxy",
-    );
+    let mut http = pingora::proxy::http_proxy(&server.configuration, Proxy::new(gateway.clone()));
+    let mut options = HttpServerOptions::default();
+    options.keepalive_request_limit = Some(limits.max_requests_per_connection);
+    http.server_options = Some(options);
+    let mut proxy = Service::new("fingate proxy".to_owned(), Shield::new(http, &limits));
     for l in &listen {
         let address = l.address.to_string();
         match &l.tls {

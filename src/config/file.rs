@@ -2,7 +2,7 @@
 //! one (spec §2). Unknown keys are errors. Nothing here resolves names or checks
 //! ranges; that is `validate.rs`.
 
-use super::units::DurationStr;
+use super::units::{DurationStr, SizeStr};
 use crate::filter::FilterConfig;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -17,6 +17,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "upstreams",
     "filters",
     "routes",
+    "limits",
+    "trusted_proxies",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,8 +161,37 @@ pub struct RouteFile {
     pub upstream: String,
     #[serde(default)]
     pub rewrite: Option<RewriteFile>,
+    /// Largest request body on this route (`0B` = no body); default `limits.max_body`.
+    #[serde(default)]
+    pub max_body: Option<SizeStr>,
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub filters: Vec<FilterConfig>,
+}
+
+/// Edge limits (all optional; the defaults survive a slowloris run from one machine).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    #[serde(default)]
+    pub max_header_bytes: Option<SizeStr>,
+    #[serde(default)]
+    pub max_headers: Option<usize>,
+    #[serde(default)]
+    pub max_uri_bytes: Option<SizeStr>,
+    #[serde(default)]
+    pub max_body: Option<SizeStr>,
+    #[serde(default)]
+    pub header_timeout: Option<DurationStr>,
+    #[serde(default)]
+    pub body_timeout: Option<DurationStr>,
+    #[serde(default)]
+    pub min_body_rate: Option<SizeStr>,
+    #[serde(default)]
+    pub idle_timeout: Option<DurationStr>,
+    #[serde(default)]
+    pub max_requests_per_connection: Option<u32>,
+    #[serde(default)]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -110,7 +110,9 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let store = store(take("store"), &mut errors);
     let (upstreams, declared) = upstreams(take("upstreams"), &mut errors);
     let filters = typed_filter_list(take("filters"), "filters", &mut errors);
-    let routes = routes(take("routes"), &declared, &mut errors);
+    let limits = limits(take("limits"), &mut errors);
+    let trusted_proxies = trusted_proxies(take("trusted_proxies"), &mut errors);
+    let routes = routes(take("routes"), &declared, limits.max_body, &mut errors);
 
     if errors.is_empty() {
         Ok(Config {
@@ -122,6 +124,8 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
             upstreams,
             filters,
             routes,
+            limits,
+            trusted_proxies,
         })
     } else {
         Err(errors)
@@ -508,7 +512,81 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn routes(value: Value, declared: &[String], errors: &mut Errors) -> Vec<RouteConfig> {
+fn limits(value: Value, errors: &mut Errors) -> Limits {
+    let d = Limits::default();
+    if value.is_null() {
+        return d;
+    }
+    let Some(f) = typed::<super::file::LimitsFile>(value, "limits", errors) else {
+        return d;
+    };
+    let size = |v: Option<units::SizeStr>, default: usize| {
+        v.map_or(default, |s| usize::try_from(s.0).unwrap_or(usize::MAX))
+    };
+    let limits = Limits {
+        max_header_bytes: size(f.max_header_bytes, d.max_header_bytes),
+        max_headers: f.max_headers.unwrap_or(d.max_headers),
+        max_uri_bytes: size(f.max_uri_bytes, d.max_uri_bytes),
+        max_body: f.max_body.map_or(d.max_body, |s| s.0),
+        header_timeout: f.header_timeout.map_or(d.header_timeout, |t| t.0),
+        body_timeout: f.body_timeout.map_or(d.body_timeout, |t| t.0),
+        min_body_rate: f.min_body_rate.map_or(d.min_body_rate, |s| s.0),
+        idle_timeout: f.idle_timeout.map_or(d.idle_timeout, |t| t.0),
+        max_requests_per_connection: f
+            .max_requests_per_connection
+            .unwrap_or(d.max_requests_per_connection),
+        max_connections: f.max_connections.unwrap_or(d.max_connections),
+    };
+    // Pingora refuses request heads over 1 MiB itself; above that a limit would be a lie.
+    if !(1024..=1024 * 1024).contains(&limits.max_header_bytes) {
+        push(errors, "limits.max_header_bytes", "use 1KiB to 1MiB");
+    }
+    if !(1..=256).contains(&limits.max_headers) {
+        push(errors, "limits.max_headers", "use 1 to 256");
+    }
+    if limits.max_uri_bytes < 64 {
+        push(errors, "limits.max_uri_bytes", "use at least 64B");
+    }
+    for (key, d) in [
+        ("header_timeout", limits.header_timeout),
+        ("body_timeout", limits.body_timeout),
+        ("idle_timeout", limits.idle_timeout),
+    ] {
+        if d < Duration::from_secs(1) {
+            push(errors, format!("limits.{key}"), "use at least 1s");
+        }
+    }
+    if limits.max_requests_per_connection == 0 {
+        push(
+            errors,
+            "limits.max_requests_per_connection",
+            "must be at least 1",
+        );
+    }
+    if limits.max_connections == 0 {
+        push(errors, "limits.max_connections", "must be at least 1");
+    }
+    limits
+}
+
+fn trusted_proxies(value: Value, errors: &mut Errors) -> Vec<IpNet> {
+    typed_list::<String>(value, "trusted_proxies", errors)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            IpNet::parse(text)
+                .map_err(|e| push(errors, format!("trusted_proxies[{i}]"), e))
+                .ok()
+        })
+        .collect()
+}
+
+fn routes(
+    value: Value,
+    declared: &[String],
+    default_max_body: u64,
+    errors: &mut Errors,
+) -> Vec<RouteConfig> {
     let Value::Sequence(items) = value else {
         push(errors, "routes", "at least one route is required");
         return Vec::new();
@@ -550,7 +628,7 @@ fn routes(value: Value, declared: &[String], errors: &mut Errors) -> Vec<RouteCo
                 ),
             );
         }
-        if let Some(route) = route(file, &base, errors) {
+        if let Some(route) = route(file, &base, default_max_body, errors) {
             out.push((i, route));
         }
     }
@@ -558,7 +636,12 @@ fn routes(value: Value, declared: &[String], errors: &mut Errors) -> Vec<RouteCo
     out.into_iter().map(|(_, r)| r).collect()
 }
 
-fn route(file: RouteFile, base: &str, errors: &mut Errors) -> Option<RouteConfig> {
+fn route(
+    file: RouteFile,
+    base: &str,
+    default_max_body: u64,
+    errors: &mut Errors,
+) -> Option<RouteConfig> {
     let before = errors.len();
     let m = file.matcher;
     let pattern = match (m.path, m.prefix) {
@@ -623,6 +706,7 @@ fn route(file: RouteFile, base: &str, errors: &mut Errors) -> Option<RouteConfig
         .collect();
     (errors.len() == before).then_some(RouteConfig {
         name: file.name,
+        max_body: file.max_body.map_or(default_max_body, |s| s.0),
         spec,
         upstream: file.upstream,
         rewrite,

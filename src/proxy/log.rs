@@ -65,6 +65,7 @@ pub(super) fn record(session: &Session, e: Option<&Error>, ctx: &Ctx, status: u1
         route,
         method = %ctx.req.method,
         path = %session.req_header().uri.path(),
+        client = ctx.req.client_ip.map(tracing::field::display),
         status,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         upstream = target.map(|(_, t)| t.label.as_str()),

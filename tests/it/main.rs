@@ -8,6 +8,7 @@ mod harness;
 mod admin;
 mod cli;
 mod demo;
+mod hardening;
 mod identity;
 mod routing;
 mod upstreams;

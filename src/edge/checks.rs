@@ -1,0 +1,305 @@
+//! Checks on a request head, before routing. Pure functions over `http` types.
+
+use crate::config::Limits;
+use http::{header, HeaderMap, Method, StatusCode};
+
+/// Why a request is refused at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Framing problems poison the connection: close it after answering.
+    pub close: bool,
+}
+
+impl Refusal {
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        close: bool,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            close,
+        }
+    }
+}
+
+/// Methods the gateway proxies. Anything else (extension methods, TRACE, CONNECT)
+/// is refused: no fintech API needs them and each widens the attack surface.
+pub fn supported_method(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::PATCH
+            | Method::DELETE
+            | Method::OPTIONS
+    )
+}
+
+/// Checks size limits, framing, `Host` and method. `target_len` is the length of
+/// the request target as received.
+pub fn check_head(
+    parts: &http::request::Parts,
+    target_len: usize,
+    limits: &Limits,
+) -> Result<(), Refusal> {
+    check_framing(&parts.headers)?;
+    if target_len > limits.max_uri_bytes {
+        return Err(Refusal::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request target is longer than {} bytes",
+                limits.max_uri_bytes
+            ),
+            true,
+        ));
+    }
+    if parts.headers.len() > limits.max_headers {
+        return Err(Refusal::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_fields_too_large",
+            format!("more than {} header fields", limits.max_headers),
+            true,
+        ));
+    }
+    // Request line + "Name: value\r\n" per field, as sent.
+    let head_bytes = parts.method.as_str().len()
+        + target_len
+        + 12
+        + parts
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head_bytes > limits.max_header_bytes {
+        return Err(Refusal::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_fields_too_large",
+            format!(
+                "the request head is larger than {} bytes",
+                limits.max_header_bytes
+            ),
+            true,
+        ));
+    }
+    check_host(&parts.headers)?;
+    if !supported_method(&parts.method) {
+        return Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("method {} is not supported", parts.method),
+            true,
+        ));
+    }
+    Ok(())
+}
+
+/// Request smuggling shapes: refuse what two parsers could read differently.
+pub fn check_framing(headers: &HeaderMap) -> Result<(), Refusal> {
+    let bad = |m: &str| {
+        Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            m,
+            true,
+        ))
+    };
+    let te: Vec<_> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !te.is_empty() && !cl.is_empty() {
+        return bad("Content-Length and Transfer-Encoding together are ambiguous");
+    }
+    match te.as_slice() {
+        [] => {}
+        [one] if one.as_bytes() == b"chunked" => {}
+        _ => return bad("the only accepted Transfer-Encoding is exactly \"chunked\""),
+    }
+    if let Some(first) = cl.first() {
+        if cl.iter().any(|v| v != first) {
+            return bad("differing Content-Length values");
+        }
+        let valid = first.to_str().ok().is_some_and(|s| {
+            !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit())
+        });
+        if !valid {
+            return bad("Content-Length is not a decimal number");
+        }
+    }
+    Ok(())
+}
+
+/// HTTP/1.1 requires exactly one `Host`, a host name or IP literal with an optional port.
+pub fn check_host(headers: &HeaderMap) -> Result<(), Refusal> {
+    let bad = |m: &str| {
+        Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            m,
+            true,
+        ))
+    };
+    let mut all = headers.get_all(header::HOST).iter();
+    let (Some(host), None) = (all.next(), all.next()) else {
+        return bad("exactly one Host header is required");
+    };
+    let Ok(host) = host.to_str() else {
+        return bad("the Host header is not valid");
+    };
+    if valid_host(host) {
+        Ok(())
+    } else {
+        bad("the Host header is not a valid host[:port]")
+    }
+}
+
+fn valid_host(host: &str) -> bool {
+    if let Some(rest) = host.strip_prefix('[') {
+        let Some((v6, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port_ok = after.is_empty() || after.strip_prefix(':').is_some_and(valid_port);
+        return port_ok && v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => valid_name(name) && valid_port(port),
+        None => valid_name(host),
+    }
+}
+
+fn valid_port(port: &str) -> bool {
+    !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok()
+}
+
+/// DNS-style labels (letters, digits, `-`, `_`), one trailing dot allowed; also
+/// covers IPv4 literals.
+fn valid_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parts(method: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().method(method).uri("/x");
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn refused(method: &str, headers: &[(&str, &str)]) -> Option<u16> {
+        check_head(&parts(method, headers), 2, &Limits::default())
+            .err()
+            .map(|r| r.status.as_u16())
+    }
+
+    #[test]
+    fn framing() {
+        let h = |extra: &[(&'static str, &'static str)]| {
+            let mut v = vec![("host", "api.example.com")];
+            v.extend_from_slice(extra);
+            refused("POST", &v)
+        };
+        assert_eq!(h(&[("content-length", "3")]), None);
+        assert_eq!(h(&[("transfer-encoding", "chunked")]), None);
+        assert_eq!(
+            h(&[("content-length", "3"), ("transfer-encoding", "chunked")]),
+            Some(400)
+        );
+        assert_eq!(
+            h(&[("content-length", "3"), ("content-length", "4")]),
+            Some(400)
+        );
+        assert_eq!(h(&[("content-length", "3"), ("content-length", "3")]), None);
+        assert_eq!(h(&[("content-length", "+3")]), Some(400));
+        assert_eq!(h(&[("transfer-encoding", "chunked, identity")]), Some(400));
+        assert_eq!(h(&[("transfer-encoding", "Chunked")]), Some(400));
+        assert_eq!(
+            h(&[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked")
+            ]),
+            Some(400)
+        );
+    }
+
+    #[test]
+    fn host() {
+        for good in [
+            "api.example.com",
+            "localhost:8080",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "[::1]",
+            "a_b.example.",
+        ] {
+            assert_eq!(refused("GET", &[("host", good)]), None, "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "exa mple.com",
+            "x:99999",
+            "x:",
+            "[::1",
+            "[zz]:1",
+            "a..b",
+            "user@host",
+            "h/x",
+        ] {
+            assert_eq!(refused("GET", &[("host", bad)]), Some(400), "{bad:?}");
+        }
+        assert_eq!(refused("GET", &[]), Some(400), "no Host");
+        assert_eq!(
+            refused("GET", &[("host", "a"), ("host", "b")]),
+            Some(400),
+            "two Hosts"
+        );
+    }
+
+    #[test]
+    fn limits_and_methods() {
+        let many: Vec<(String, String)> =
+            (0..101).map(|i| (format!("x-h{i}"), "v".into())).collect();
+        let mut headers: Vec<(&str, &str)> =
+            many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        headers.push(("host", "h"));
+        assert_eq!(refused("GET", &headers), Some(431));
+        let big = "v".repeat(40 * 1024);
+        assert_eq!(refused("GET", &[("host", "h"), ("x-big", &big)]), Some(431));
+        let p = parts("GET", &[("host", "h")]);
+        assert_eq!(
+            check_head(&p, 9000, &Limits::default())
+                .unwrap_err()
+                .status
+                .as_u16(),
+            414
+        );
+        assert_eq!(refused("TRACE", &[("host", "h")]), Some(405));
+        assert_eq!(refused("FOO", &[("host", "h")]), Some(405));
+        assert_eq!(refused("DELETE", &[("host", "h")]), None);
+    }
+}

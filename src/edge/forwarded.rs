@@ -1,0 +1,190 @@
+//! Forwarding headers and hop-by-hop headers.
+//!
+//! The gateway states who the client is: `X-Forwarded-For`, `X-Forwarded-Proto` and
+//! `Forwarded` are replaced with what the gateway saw, unless the peer is a
+//! configured trusted proxy, whose values are kept and appended to. Hop-by-hop
+//! headers (RFC 9110 §7.6.1) are dropped both ways.
+
+use crate::config::IpNet;
+use http::{header, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
+    proxies.iter().any(|n| n.contains(ip))
+}
+
+/// All values of a header joined with ", " (several header lines are one list).
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the
+/// right-most address in `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, proxies: &[IpNet]) -> IpAddr {
+    if !trusted(peer, proxies) {
+        return peer;
+    }
+    let Some(list) = joined(headers, &X_FORWARDED_FOR) else {
+        return peer;
+    };
+    let mut last = peer;
+    for hop in list.rsplit(',').map(str::trim) {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted(ip, proxies) => last = ip,
+            Ok(ip) => return ip,
+            // Garbage from further left cannot be trusted: stop at what we know.
+            Err(_) => return last,
+        }
+    }
+    last
+}
+
+/// The forwarding headers to set on the upstream request.
+pub fn forwarding_headers(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    proto: &str,
+    proxies: &[IpNet],
+) -> Vec<(HeaderName, HeaderValue)> {
+    let keep = trusted(peer, proxies);
+    let node = match peer {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let element = format!("for={node};proto={proto}");
+    let extend = |name: &HeaderName, ours: String| match joined(headers, name).filter(|_| keep) {
+        Some(theirs) => format!("{theirs}, {ours}"),
+        None => ours,
+    };
+    let xff = extend(&X_FORWARDED_FOR, peer.to_string());
+    let fwd = extend(&FORWARDED, element);
+    let xfp = joined(headers, &X_FORWARDED_PROTO)
+        .filter(|_| keep)
+        .unwrap_or_else(|| proto.to_owned());
+    [
+        (X_FORWARDED_FOR, xff),
+        (FORWARDED, fwd),
+        (X_FORWARDED_PROTO, xfp),
+    ]
+    .into_iter()
+    .filter_map(|(n, v)| HeaderValue::from_str(&v).ok().map(|v| (n, v)))
+    .collect()
+}
+
+/// Headers that describe one connection, never forwarded (Transfer-Encoding and
+/// Content-Length are framing, which Pingora redoes itself).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The hop-by-hop headers present (fixed ones plus those named in `Connection`).
+/// Allocates only when there are some.
+pub fn hop_by_hop_present(headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut out: Vec<HeaderName> = HOP_BY_HOP
+        .iter()
+        .filter(|n| headers.contains_key(*n))
+        .cloned()
+        .collect();
+    for v in headers.get_all(header::CONNECTION) {
+        for token in v.to_str().unwrap_or_default().split(',').map(str::trim) {
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                let framing = name == header::TRANSFER_ENCODING
+                    || name == header::CONTENT_LENGTH
+                    || name == header::HOST;
+                if !framing && headers.contains_key(&name) && !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(*n, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_clients_cannot_spoof() {
+        let headers = h(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let proxies = [IpNet::parse("10.0.0.0/8").unwrap()];
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &headers, &proxies),
+            ip("203.0.113.9")
+        );
+        let set = forwarding_headers(&headers, ip("203.0.113.9"), "http", &proxies);
+        assert_eq!(set[0].1, "203.0.113.9");
+        assert_eq!(set[1].1, "for=203.0.113.9;proto=http");
+        assert_eq!(set[2].1, "http");
+    }
+
+    #[test]
+    fn trusted_proxies_are_appended_to() {
+        let headers = h(&[
+            ("x-forwarded-for", "198.51.100.7, 10.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let proxies = [
+            IpNet::parse("10.0.0.0/8").unwrap(),
+            IpNet::parse("127.0.0.1").unwrap(),
+        ];
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &headers, &proxies),
+            ip("198.51.100.7")
+        );
+        let set = forwarding_headers(&headers, ip("127.0.0.1"), "http", &proxies);
+        assert_eq!(set[0].1, "198.51.100.7, 10.1.1.1, 127.0.0.1");
+        assert_eq!(set[2].1, "https");
+        let v6 = forwarding_headers(&HeaderMap::new(), ip("::1"), "http", &[]);
+        assert_eq!(v6[1].1, "for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn hop_by_hop_names() {
+        let headers = h(&[
+            ("connection", "keep-alive, X-Secret, transfer-encoding"),
+            ("keep-alive", "5"),
+            ("x-secret", "s"),
+            ("upgrade", "h2c"),
+            ("x-kept", "k"),
+        ]);
+        let names: Vec<_> = hop_by_hop_present(&headers)
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        assert_eq!(names, ["connection", "keep-alive", "upgrade", "x-secret"]);
+        assert!(hop_by_hop_present(&h(&[("x-kept", "k")])).is_empty());
+    }
+}

@@ -1,0 +1,308 @@
+//! The edge: path spellings, smuggling shapes, limits, slow clients, forwarding headers.
+//! Raw sockets throughout: an HTTP client library would "fix" the attacks.
+
+use crate::harness::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// `public` routes to mock a, `admin` (standing in for an authenticated route) to mock b.
+fn two_routes(extra: &str) -> (Mock, Mock, Gateway) {
+    let (a, b) = (
+        Mock::one("accounts", "a", &[]),
+        Mock::one("accounts", "b", &[]),
+    );
+    let yaml = format!(
+        "listen: [{{ address: '{{LISTEN}}' }}]\nadmin: {{ address: '{{ADMIN}}' }}\n{extra}upstreams:\n  a: {{ targets: [{}] }}\n  b: {{ targets: [{}] }}\nroutes:\n  - {{ name: public, match: {{ prefix: /public }}, upstream: a, rewrite: {{ path: /_mock/echo/public }} }}\n  - {{ name: admin, match: {{ prefix: /admin }}, upstream: b, rewrite: {{ path: /_mock/echo/admin }} }}\n  - {{ name: echo, match: {{ prefix: /_mock/echo }}, upstream: a }}\n",
+        a.addr("a"),
+        b.addr("b")
+    );
+    let gw = Gateway::start(&yaml);
+    (a, b, gw)
+}
+
+/// Sends raw bytes; returns the whole answer until the gateway closes (or 3 s pass).
+fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(answer: &str) -> Option<u16> {
+    answer.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+#[test]
+fn path_spellings_route_on_the_normalised_path_or_are_refused() {
+    let (_a, _b, gw) = two_routes("");
+    // (spelling, Some(route reached) or None for 400)
+    let cases: &[(&str, Option<&str>)] = &[
+        ("/public/x", Some("public")),
+        ("/admin", Some("admin")),
+        ("/public/../admin", Some("admin")),
+        ("/public/%2e%2e/admin", Some("admin")),
+        ("/public/%2E%2E/admin", Some("admin")),
+        ("/public/.%2e/admin", Some("admin")),
+        ("/public/%2e./admin", Some("admin")),
+        ("/public/./../admin", Some("admin")),
+        ("//admin", Some("admin")),
+        ("///admin//x", Some("admin")),
+        ("/./admin", Some("admin")),
+        ("/%61dmin", Some("admin")),
+        ("/%61%64%6D%69%6E", Some("admin")),
+        ("/admin/../public/x", Some("public")),
+        ("/public/%2fadmin", None),
+        ("/public/%2Fadmin", None),
+        ("/public%2f..%2fadmin", None),
+        ("/public/..%5cadmin", None),
+        ("/public/..\\admin", None),
+        ("/public/%5C../admin", None),
+        ("/..;/admin", None),
+        ("/public/..;/admin", None),
+        ("/public/.;x/admin", None),
+        ("/../admin", None),
+        ("/public/../../admin", None),
+        ("/%2e%2e/admin", None),
+        ("/public/%00/admin", None),
+        ("/public/%C0%AE%C0%AE/admin", None),
+        ("/public/%C0%AF/admin", None),
+        ("/public/%ED%A0%80", None),
+        ("/public/%zz", None),
+        ("/public/%252e%252e/admin", Some("public")),
+        ("/public/a;x=1", Some("public")),
+    ];
+    for (spelling, want) in cases {
+        let answer = raw(
+            gw.addr,
+            format!("GET {spelling} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let status = status_of(&answer);
+        match want {
+            None => assert_eq!(status, Some(400), "{spelling} should be refused:\n{answer}"),
+            Some(route) => {
+                assert_eq!(status, Some(200), "{spelling}:\n{answer}");
+                let served = answer
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-served-by: "))
+                    .unwrap_or_default();
+                let expected_by = if *route == "admin" { "b" } else { "a" };
+                assert_eq!(
+                    served, expected_by,
+                    "{spelling} reached the wrong upstream:\n{answer}"
+                );
+                assert!(
+                    answer.contains(&format!("\"path\":\"/_mock/echo/{route}\"")),
+                    "{spelling}:\n{answer}"
+                );
+            }
+        }
+    }
+    // Without a rewrite the upstream receives the normalised path, not the spelling.
+    let seen = raw(
+        gw.addr,
+        b"GET /_mock/echo/x/../y//z?q=%2e HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert!(seen.contains("\"path\":\"/_mock/echo/y/z\""), "{seen}");
+    assert!(seen.contains("\"query\":\"q=%2e\""), "{seen}");
+}
+
+#[test]
+fn smuggling_shapes_are_refused_and_never_reach_the_upstream() {
+    let a = Mock::one("accounts", "a", &[]);
+    let yaml = format!(
+        "listen: [{{ address: '{{LISTEN}}' }}]\nadmin: {{ address: '{{ADMIN}}' }}\nupstreams:\n  a: {{ targets: [{}] }}\nroutes:\n  - {{ name: all, match: {{ prefix: / }}, upstream: a }}\n",
+        a.addr("a")
+    );
+    let gw = Gateway::start(&yaml);
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
+    let big = "x".repeat(40 * 1024);
+    let flood: String = (0..300).map(|i| format!("X-F{i}: v\r\n")).collect();
+    let attacks: Vec<(&str, String)> = vec![
+        ("CL+TE", format!("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}")),
+        ("TE+CL", format!("POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 40\r\n\r\n0\r\n\r\n{smuggled}")),
+        ("duplicate CL", format!("POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nContent-Length: 40\r\n\r\n{smuggled}")),
+        ("TE chunked, identity", format!("POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}")),
+        ("TE with space before colon", format!("POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{smuggled}")),
+        ("obs-fold", format!("GET /a HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n{smuggled}")),
+        ("oversized header", format!("GET /a HTTP/1.1\r\nHost: h\r\nX-Big: {big}\r\n\r\n{smuggled}")),
+        ("header flood", format!("GET /a HTTP/1.1\r\nHost: h\r\n{flood}\r\n{smuggled}")),
+        ("no Host", format!("GET /a HTTP/1.1\r\n\r\n{smuggled}")),
+    ];
+    for (name, attack) in &attacks {
+        let answer = raw(gw.addr, attack.as_bytes());
+        let status = status_of(&answer);
+        assert!(
+            status.is_some_and(|s| (400..500).contains(&s)),
+            "{name}: not refused:\n{answer}"
+        );
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{name}: a second answer on the connection:\n{answer}"
+        );
+        let upstream_saw = Mock::requests(a.addr("a"));
+        assert_eq!(upstream_saw, 0, "{name}: reached the upstream:\n{answer}");
+    }
+    // A bare LF in a chunk extension: whatever Pingora makes of the body, nothing
+    // after it is read from this connection.
+    let answer = raw(gw.addr, format!("POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2;ext\nxx\r\n0\r\n\r\n{smuggled}").as_bytes());
+    assert!(
+        answer.matches("HTTP/1.1 ").count() <= 1,
+        "bare LF: {answer}"
+    );
+
+    let stats = get(a.addr("a"), "/_mock/stats").json();
+    assert!(
+        stats["by_path"].get("/smuggled").is_none(),
+        "a smuggled request reached the upstream: {stats}"
+    );
+    assert!(stats["requests"].as_u64().unwrap() <= 1, "{stats}");
+    // The gateway still serves normal requests.
+    assert_eq!(gw.get("/_mock/echo").status, 200);
+}
+
+#[test]
+fn size_limits_answer_413_414_431() {
+    let (_a, _b, gw) = two_routes("limits: { max_body: 1KiB, max_uri_bytes: 1KiB, max_header_bytes: 4KiB, max_headers: 20 }\n");
+    let long_uri = format!("/_mock/echo/{}", "u".repeat(2000));
+    assert_eq!(gw.get(&long_uri).status, 414);
+    let big = "v".repeat(5000);
+    assert_eq!(
+        request(gw.addr, "GET", "/_mock/echo", &[("X-Big", &big)], b"").status,
+        431
+    );
+    let many: Vec<(String, String)> = (0..25).map(|i| (format!("X-H{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    assert_eq!(
+        request(gw.addr, "GET", "/_mock/echo", &many, b"").status,
+        431
+    );
+    let r = request(gw.addr, "POST", "/_mock/echo", &[], &[b'x'; 2000]);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "payload_too_large");
+    assert_eq!(
+        request(gw.addr, "POST", "/_mock/echo", &[], &[b'x'; 1000]).status,
+        200
+    );
+    // A chunked body over the limit is cut off while streaming.
+    let chunk = "x".repeat(600);
+    let body = format!("258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n");
+    let answer = raw(
+        gw.addr,
+        format!("POST /_mock/echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n{body}")
+            .as_bytes(),
+    );
+    assert_eq!(status_of(&answer), Some(413), "{answer}");
+    assert_eq!(request(gw.addr, "FOO", "/_mock/echo", &[], b"").status, 405);
+}
+
+#[test]
+fn slow_header_clients_are_cut_off_and_do_not_starve_others() {
+    let (_a, _b, gw) = two_routes("limits: { header_timeout: 2s }\n");
+    // One client dribbling a header byte per second is disconnected at the deadline.
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    let started = Instant::now();
+    let head = b"GET /_mock/echo HTTP/1.1\r\nHost: h\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed_after = None;
+    for b in head.iter() {
+        if s.write_all(&[*b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(1000)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+        }
+    }
+    let closed_after = closed_after.expect("the slow client was never disconnected");
+    assert!(
+        closed_after >= Duration::from_millis(1500),
+        "cut too early: {closed_after:?}"
+    );
+
+    // 500 slow clients at once: normal requests are still served.
+    let mut slow: Vec<TcpStream> = (0..500)
+        .filter_map(|_| TcpStream::connect(gw.addr).ok())
+        .collect();
+    assert!(
+        slow.len() >= 450,
+        "could open only {} connections",
+        slow.len()
+    );
+    for s in &mut slow {
+        let _ = s.write_all(b"GET /_mock/echo HTTP/1.1\r\nHost: h\r\n");
+    }
+    for _ in 0..20 {
+        assert_eq!(gw.get("/_mock/echo").status, 200);
+    }
+}
+
+#[test]
+fn connection_cap_refuses_cleanly() {
+    let (_a, _b, gw) = two_routes("limits: { max_connections: 3 }\n");
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(gw.addr).unwrap())
+        .collect();
+    // Make sure the gateway has accepted the held connections.
+    std::thread::sleep(Duration::from_millis(200));
+    let answer = raw(gw.addr, b"GET /_mock/echo HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(status_of(&answer), Some(503), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    drop(held);
+    wait_for(Duration::from_secs(5), "a free connection slot", || {
+        try_request(gw.addr, "GET", "/_mock/echo", &[], b"")
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+}
+
+#[test]
+fn forwarding_headers_are_the_gateways_unless_the_peer_is_trusted() {
+    let hop = [
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("Forwarded", "for=6.6.6.6"),
+        ("X-Forwarded-Proto", "https"),
+        ("Connection", "X-Secret"),
+        ("X-Secret", "s"),
+        ("Keep-Alive", "timeout=5"),
+    ];
+    let (_a, _b, gw) = two_routes("");
+    let seen = request(gw.addr, "GET", "/_mock/echo", &hop, b"").json();
+    let h = &seen["headers"];
+    assert_eq!(h["x-forwarded-for"][0], "127.0.0.1", "{h}");
+    assert_eq!(h["forwarded"][0], "for=127.0.0.1;proto=http");
+    assert_eq!(h["x-forwarded-proto"][0], "http");
+    assert!(
+        h.get("x-secret").is_none() && h.get("keep-alive").is_none(),
+        "hop-by-hop leaked: {h}"
+    );
+
+    let (_a2, _b2, trusting) = two_routes("trusted_proxies: [127.0.0.1]\n");
+    let seen = request(trusting.addr, "GET", "/_mock/echo", &hop, b"").json();
+    let h = &seen["headers"];
+    assert_eq!(h["x-forwarded-for"][0], "6.6.6.6, 127.0.0.1");
+    assert_eq!(h["forwarded"][0], "for=6.6.6.6, for=127.0.0.1;proto=http");
+    assert_eq!(h["x-forwarded-proto"][0], "https");
+}
