@@ -10,7 +10,7 @@ pub mod positions;
 pub mod units;
 mod validate;
 
-use crate::filter::{Filter, FilterConfig};
+use crate::filter::FilterConfig;
 use crate::routing::{Rewrite, RouteSpec};
 pub use file::StoreBackend;
 use http::HeaderName;
@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A validated configuration, ready to build the runtime from.
@@ -204,12 +203,10 @@ pub struct HealthCheck {
     pub unhealthy: u32,
 }
 
-/// A filter with its options as written (for display and change detection) and
-/// the built filter.
-#[derive(Debug, Clone)]
+/// A filter's options as written (checked; built by the runtime).
+#[derive(Debug, Clone, PartialEq)]
 pub struct FilterSpec {
     pub config: FilterConfig,
-    pub filter: Arc<dyn Filter>,
 }
 
 #[derive(Debug, Clone)]

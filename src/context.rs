@@ -23,6 +23,8 @@ pub struct RequestContext {
     /// `hit` / `miss` / `bypass` when a cache filter ran.
     pub cache: Option<&'static str>,
     pub started: Instant,
+    /// Per-request state of filters, by type (e.g. a cache entry being filled).
+    pub extensions: http::Extensions,
 }
 
 impl RequestContext {
@@ -37,6 +39,7 @@ impl RequestContext {
             consumer: None,
             cache: None,
             started: Instant::now(),
+            extensions: http::Extensions::new(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod headers;
 pub mod request_id;
 
 use crate::context::RequestContext;
+use crate::store::Store;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -50,12 +51,38 @@ impl FilterConfig {
         }
     }
 
-    /// Checks the options and builds the runtime filter. Pure: no I/O.
-    pub fn build(&self) -> Result<Arc<dyn Filter>, Vec<OptionError>> {
+    /// Builds the runtime filter from its options and the shared parts it may use.
+    /// Never does I/O; errors name the offending option.
+    pub fn build(&self, deps: &FilterDeps) -> Result<Arc<dyn Filter>, Vec<OptionError>> {
+        let _ = deps;
         Ok(match self {
             Self::Headers(o) => Arc::new(headers::HeadersFilter::new(o)?),
             Self::RequestId(o) => Arc::new(request_id::RequestIdFilter::new(o)?),
         })
+    }
+
+    /// Checks the options (config validation): a build against throwaway parts.
+    pub fn check(&self) -> Result<(), Vec<OptionError>> {
+        self.build(&FilterDeps::for_validation()).map(|_| ())
+    }
+}
+
+/// What a filter may hold on to besides its options: shared state and, per route,
+/// the route it runs on.
+#[derive(Debug, Clone)]
+pub struct FilterDeps {
+    pub store: Arc<dyn Store>,
+    /// The route's name (None for validation of global filters).
+    pub route: Option<Arc<str>>,
+}
+
+impl FilterDeps {
+    /// Parts that do no I/O, for checking options while validating a config.
+    pub fn for_validation() -> Self {
+        Self {
+            store: Arc::new(crate::store::MemoryStore::default()),
+            route: None,
+        }
     }
 }
 
@@ -155,7 +182,17 @@ pub trait Filter: Send + Sync + Debug {
 
     /// A response is about to be sent to the client: from the upstream, or a local
     /// one made by this filter or a later one.
-    fn response(&self, _resp: &mut dyn HeaderEdit, _ctx: &RequestContext) {}
+    fn response(&self, _resp: &mut dyn HeaderEdit, _ctx: &mut RequestContext) {}
+
+    /// A piece of the upstream response body (`None` with `end_of_stream` at the end).
+    /// Not called for local responses.
+    fn response_body(
+        &self,
+        _body: &Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut RequestContext,
+    ) {
+    }
 
     /// The exchange is over (also after errors). For accounting and deferred work.
     fn logging(&self, _ctx: &RequestContext, _status: u16) {}

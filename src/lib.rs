@@ -19,4 +19,5 @@ pub mod proxy;
 pub mod routing;
 pub mod runtime;
 pub mod server;
+pub mod store;
 pub mod upstream;

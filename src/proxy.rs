@@ -323,6 +323,21 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if let Some(route) = &ctx.route {
+            for f in route.filters.iter().rev() {
+                f.response_body(body, end_of_stream, &mut ctx.req);
+            }
+        }
+        Ok(None)
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -332,7 +347,7 @@ impl ProxyHttp for Proxy {
         if let Some(route) = &ctx.route {
             let mut view = RespView(resp);
             for f in route.filters.iter().rev() {
-                f.response(&mut view, &ctx.req);
+                f.response(&mut view, &mut ctx.req);
             }
         }
         Ok(())
@@ -421,7 +436,7 @@ async fn respond(
     {
         let mut view = RespView(&mut head);
         for f in filters.iter().rev() {
-            f.response(&mut view, &ctx.req);
+            f.response(&mut view, &mut ctx.req);
         }
     }
     ctx.local_status = local.status.as_u16();

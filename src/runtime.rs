@@ -5,9 +5,10 @@
 //! request in flight finishes on the config it started with.
 
 use crate::config::{self, Config, ConfigErrors};
-use crate::filter::Filter;
+use crate::filter::{Filter, FilterDeps};
 use crate::metrics::metrics;
 use crate::routing::{Rewrite, RouteTable};
+use crate::store::{self, Store};
 use crate::upstream::{health, UpstreamGroup};
 use arc_swap::ArcSwap;
 use prometheus::Histogram;
@@ -35,6 +36,7 @@ pub struct Runtime {
     pub config: Config,
     pub table: RouteTable<Arc<Route>>,
     pub upstreams: BTreeMap<String, Arc<UpstreamGroup>>,
+    pub store: Arc<dyn Store>,
 }
 
 /// A failure to build a runtime from a config that validated (should not happen:
@@ -56,6 +58,11 @@ impl Runtime {
                 (name.clone(), Arc::new(UpstreamGroup::new(u.clone(), prev)))
             })
             .collect();
+        // The store (and the state in it) outlives reloads that keep its settings.
+        let store = match previous {
+            Some(p) if p.config.store == config.store => p.store.clone(),
+            _ => store::open(&config.store),
+        };
         let mut entries = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
             let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
@@ -64,14 +71,27 @@ impl Runtime {
                     r.name, r.upstream
                 ))
             })?;
+            let name: Arc<str> = Arc::from(r.name.as_str());
+            let deps = FilterDeps {
+                store: store.clone(),
+                route: Some(name.clone()),
+            };
             let filters = config
                 .filters
                 .iter()
                 .chain(&r.filters)
-                .map(|f| f.filter.clone())
-                .collect();
+                .map(|f| {
+                    f.config.build(&deps).map_err(|e| {
+                        BuildError(format!(
+                            "route {}: filter {}: {e:?}",
+                            r.name,
+                            f.config.name()
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let route = Route {
-                name: Arc::from(r.name.as_str()),
+                name,
                 upstream,
                 rewrite: r.rewrite.clone(),
                 max_body: r.max_body,
@@ -95,6 +115,7 @@ impl Runtime {
             config,
             table,
             upstreams,
+            store,
         })
     }
 

@@ -488,8 +488,8 @@ fn typed_filter_list(value: Value, base: &str, errors: &mut Errors) -> Vec<Filte
 }
 
 fn build_filter(config: FilterConfig, path: &str, errors: &mut Errors) -> Option<FilterSpec> {
-    match config.build() {
-        Ok(filter) => Some(FilterSpec { config, filter }),
+    match config.check() {
+        Ok(()) => Some(FilterSpec { config }),
         Err(option_errors) => {
             for e in option_errors {
                 push(

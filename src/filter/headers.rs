@@ -132,7 +132,7 @@ impl Filter for HeadersFilter {
         self.request.apply(req);
     }
 
-    fn response(&self, resp: &mut dyn HeaderEdit, _ctx: &RequestContext) {
+    fn response(&self, resp: &mut dyn HeaderEdit, _ctx: &mut RequestContext) {
         self.response.apply(resp);
     }
 }
@@ -157,8 +157,8 @@ mod tests {
         h.insert("server", HeaderValue::from_static("upstream"));
         h.insert("x-old", HeaderValue::from_static("kept"));
         h.insert("via", HeaderValue::from_static("1.1 lb"));
-        let ctx = RequestContext::new(http::Method::GET, "/".into());
-        f.response(&mut h, &ctx);
+        let mut ctx = RequestContext::new(http::Method::GET, "/".into());
+        f.response(&mut h, &mut ctx);
         assert!(h.get("server").is_none());
         assert_eq!(h.get("x-new").unwrap(), "kept");
         assert_eq!(h.get("x-old").unwrap(), "fresh");
@@ -170,10 +170,10 @@ mod tests {
     #[test]
     fn request_ops_do_not_touch_the_response() {
         let f = HeadersFilter::new(&options("request:\n  set: { X-Service: accounts }\n")).unwrap();
-        let ctx = RequestContext::new(http::Method::GET, "/".into());
+        let mut ctx = RequestContext::new(http::Method::GET, "/".into());
         let (mut req, mut resp) = (HeaderMap::new(), HeaderMap::new());
         f.upstream_request(&mut req, &ctx);
-        f.response(&mut resp, &ctx);
+        f.response(&mut resp, &mut ctx);
         assert_eq!(req.get("x-service").unwrap(), "accounts");
         assert!(resp.is_empty());
     }

@@ -64,7 +64,7 @@ impl Filter for RequestIdFilter {
         }
     }
 
-    fn response(&self, resp: &mut dyn HeaderEdit, ctx: &RequestContext) {
+    fn response(&self, resp: &mut dyn HeaderEdit, ctx: &mut RequestContext) {
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
             resp.set(self.header.clone(), v);
         }
@@ -88,7 +88,7 @@ mod tests {
         let mut up = HeaderMap::new();
         f.upstream_request(&mut up, &ctx);
         let mut resp = HeaderMap::new();
-        f.response(&mut resp, &ctx);
+        f.response(&mut resp, &mut ctx);
         assert_eq!(up.get("x-request-id"), resp.get("x-request-id"));
         (ctx.request_id, up, resp)
     }
