@@ -36,9 +36,13 @@ pub enum Command {
         /// Log format: json (one object per line) or text (for people).
         #[arg(long, value_enum, default_value_t = LogFormat::Json)]
         log_format: LogFormat,
-        /// Take over the listening sockets of a running fingate (graceful upgrade).
+        /// Take over the listening sockets of a running fingate (graceful upgrade):
+        /// start this, then send SIGQUIT to the old process.
         #[arg(long)]
         upgrade: bool,
+        /// Reload by itself when the config file changes.
+        #[arg(long)]
+        watch: bool,
     },
     /// Check a configuration file: exit 0, or 1 with every error.
     Validate {

@@ -36,6 +36,8 @@ pub struct Config {
     pub limits: Limits,
     /// Peers whose `X-Forwarded-For` / `Forwarded` are believed (and appended to).
     pub trusted_proxies: Vec<IpNet>,
+    /// After SIGTERM/SIGINT: how long in-flight requests get to finish.
+    pub shutdown_grace: Duration,
 }
 
 /// Edge limits: request size, slow clients, connection counts.
@@ -209,7 +211,7 @@ pub struct FilterSpec {
     pub config: FilterConfig,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     pub name: String,
     pub spec: RouteSpec,
@@ -321,7 +323,7 @@ pub fn parse(
 }
 
 /// FNV-1a of the file text, as 16 hex digits: stable across builds and platforms.
-fn content_hash(text: &str) -> String {
+pub fn content_hash(text: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.bytes() {
         h ^= u64::from(b);

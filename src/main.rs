@@ -22,6 +22,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             log_format,
             upgrade,
+            watch,
         } => {
             logging::init(log_format);
             let config = match config::load(&config.config) {
@@ -31,7 +32,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            server::run(config, &server::RunOptions { upgrade }).context("cannot start")?;
+            server::run(config, &server::RunOptions { upgrade, watch }).context("cannot start")?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => match config::load(&config.config) {

@@ -4,7 +4,7 @@
 //! Requests load the current [`Runtime`] once and keep that `Arc` to the end, so a
 //! request in flight finishes on the config it started with.
 
-use crate::config::{self, Config, ConfigErrors};
+use crate::config::{self, Config, ConfigErrors, RouteConfig};
 use crate::filter::{Filter, FilterDeps};
 use crate::metrics::metrics;
 use crate::routing::{Rewrite, RouteTable};
@@ -12,7 +12,7 @@ use crate::store::{self, Store};
 use crate::upstream::{health, UpstreamGroup};
 use arc_swap::ArcSwap;
 use prometheus::Histogram;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -236,42 +236,29 @@ impl Gateway {
 }
 
 fn summarize(old: &Config, new: &Config) -> ReloadSummary {
-    let describe = |c: &Config| -> HashMap<String, String> {
-        c.routes
-            .iter()
-            .map(|r| {
-                let upstream = c.upstreams.get(&r.upstream);
-                let filters: Vec<_> = r.filters.iter().map(|f| &f.config).collect();
-                (
-                    r.name.clone(),
-                    format!(
-                        "{:?}{:?}{:?}{:?}{:?}",
-                        r.spec,
-                        r.rewrite,
-                        upstream,
-                        filters,
-                        c.filters.iter().map(|f| &f.config).collect::<Vec<_>>()
-                    ),
-                )
-            })
-            .collect()
+    // A route changed when anything that shapes its requests did: its own
+    // settings, its upstream group, or the global filters in front of it.
+    let same_route = |a: &RouteConfig, b: &RouteConfig| {
+        a == b
+            && old.upstreams.get(&a.upstream) == new.upstreams.get(&b.upstream)
+            && old.filters == new.filters
     };
-    let (before, after) = (describe(old), describe(new));
     let mut s = ReloadSummary {
         hash: new.source.hash.clone(),
         ..Default::default()
     };
-    for (name, desc) in &after {
-        match before.get(name) {
-            None => s.routes_added.push(name.clone()),
-            Some(d) if d != desc => s.routes_changed.push(name.clone()),
+    for route in &new.routes {
+        match old.routes.iter().find(|r| r.name == route.name) {
+            None => s.routes_added.push(route.name.clone()),
+            Some(before) if !same_route(before, route) => s.routes_changed.push(route.name.clone()),
             Some(_) => {}
         }
     }
-    s.routes_removed = before
-        .keys()
-        .filter(|n| !after.contains_key(*n))
-        .cloned()
+    s.routes_removed = old
+        .routes
+        .iter()
+        .filter(|r| !new.routes.iter().any(|n| n.name == r.name))
+        .map(|r| r.name.clone())
         .collect();
     for v in [
         &mut s.routes_added,

@@ -1,31 +1,36 @@
 //! Builds the Pingora server from a validated config and runs it until a signal.
 //!
-//! Services: the public proxy (one per process, every `listen` address), the admin
-//! listener, and a background service that reloads on SIGHUP.
+//! Services: the public proxy (one per process, every `listen` address, behind the
+//! edge shield), the admin listener, and background services that reload on SIGHUP
+//! and (with `--watch`) when the file changes. Signals: see [`lifecycle`].
+
+mod lifecycle;
 
 use crate::admin::AdminApp;
 use crate::config::Config;
 use crate::edge::shield::Shield;
 use crate::proxy::Proxy;
 use crate::runtime::Gateway;
-use async_trait::async_trait;
+use lifecycle::{ReloadOnSighup, Signals, WatchConfig};
 use pingora::apps::HttpServerOptions;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use pingora::server::{RunArgs, Server};
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use std::sync::Arc;
+use std::time::Duration;
 
 /// Options of `fingate run` that are not in the YAML.
 #[derive(Debug, Default, Clone)]
 pub struct RunOptions {
     /// Take over the listening sockets of a running instance (graceful upgrade).
     pub upgrade: bool,
+    /// Reload when the config file changes.
+    pub watch: bool,
 }
 
-/// Seconds in-flight requests get after SIGTERM before the process exits.
-const GRACE_PERIOD_SECONDS: u64 = 2;
-const SHUTDOWN_TIMEOUT_SECONDS: u64 = 5;
+/// After a socket hand-over Pingora keeps the old listeners open this long
+/// (its `CLOSE_TIMEOUT`), so both processes accept while the new one starts.
+const UPGRADE_OVERLAP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -41,12 +46,16 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
     let admin_address = config.admin.address;
     let threads = config.threads;
     let limits = config.limits.clone();
+    let grace = config.shutdown_grace;
+    let config_path = config.source.file.clone();
     let gateway = Gateway::new(config)?;
 
     let conf = ServerConf {
         threads,
-        grace_period_seconds: Some(GRACE_PERIOD_SECONDS),
-        graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECONDS),
+        // The drain watcher (lifecycle.rs) exits as soon as nothing is in flight;
+        // Pingora's own grace period is only the backstop behind it.
+        grace_period_seconds: Some(grace.as_secs() + 1),
+        graceful_shutdown_timeout_seconds: Some(1),
         // Per-address paths so several gateways on one machine (tests, a fleet on
         // one host) never collide.
         upgrade_sock: runtime_path(&format!(
@@ -63,9 +72,9 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
 
     let mut http = pingora::proxy::http_proxy(&server.configuration, Proxy::new(gateway.clone()));
-    let mut options = HttpServerOptions::default();
-    options.keepalive_request_limit = Some(limits.max_requests_per_connection);
-    http.server_options = Some(options);
+    let mut http_options = HttpServerOptions::default();
+    http_options.keepalive_request_limit = Some(limits.max_requests_per_connection);
+    http.server_options = Some(http_options);
     let mut proxy = Service::new("fingate proxy".to_owned(), Shield::new(http, &limits));
     for l in &listen {
         let address = l.address.to_string();
@@ -89,6 +98,15 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
 
     server.add_service(proxy);
     server.add_service(admin);
+    if options.watch {
+        server.add_service(background_service(
+            "watch the config file",
+            WatchConfig {
+                gateway: gateway.clone(),
+                path: config_path,
+            },
+        ));
+    }
     server.add_service(background_service(
         "reload on SIGHUP",
         ReloadOnSighup { gateway },
@@ -98,39 +116,15 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
         listen = ?listen.iter().map(|l| l.address.to_string()).collect::<Vec<_>>(),
         admin = %admin_address, threads, "fingate started"
     );
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals {
+            grace,
+            upgrade_delay: UPGRADE_OVERLAP,
+        }),
+    });
+    Ok(())
 }
 
 fn runtime_path(name: &str) -> String {
     std::env::temp_dir().join(name).display().to_string()
-}
-
-struct ReloadOnSighup {
-    gateway: Arc<Gateway>,
-}
-
-#[async_trait]
-impl BackgroundService for ReloadOnSighup {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGHUP; use POST /admin/reload");
-                return;
-            }
-        };
-        loop {
-            tokio::select! {
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP received: reloading the configuration");
-                    // Reload parses and builds off the request threads' hot path.
-                    let gateway = self.gateway.clone();
-                    if let Err(e) = tokio::task::spawn_blocking(move || gateway.reload()).await {
-                        tracing::error!(error = %e, "reload task failed");
-                    }
-                }
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
 }

@@ -19,6 +19,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "limits",
     "trusted_proxies",
+    "shutdown",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -192,6 +193,15 @@ pub struct LimitsFile {
     pub max_requests_per_connection: Option<u32>,
     #[serde(default)]
     pub max_connections: Option<usize>,
+}
+
+/// Graceful shutdown (SIGTERM / SIGINT / upgrade hand-over).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownFile {
+    /// Longest time in-flight requests get to finish.
+    #[serde(default)]
+    pub grace_period: Option<DurationStr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -112,6 +112,7 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let filters = typed_filter_list(take("filters"), "filters", &mut errors);
     let limits = limits(take("limits"), &mut errors);
     let trusted_proxies = trusted_proxies(take("trusted_proxies"), &mut errors);
+    let shutdown_grace = shutdown_grace(take("shutdown"), &mut errors);
     let routes = routes(take("routes"), &declared, limits.max_body, &mut errors);
 
     if errors.is_empty() {
@@ -126,6 +127,7 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
             routes,
             limits,
             trusted_proxies,
+            shutdown_grace,
         })
     } else {
         Err(errors)
@@ -567,6 +569,20 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
         push(errors, "limits.max_connections", "must be at least 1");
     }
     limits
+}
+
+fn shutdown_grace(value: Value, errors: &mut Errors) -> Duration {
+    let default = Duration::from_secs(30);
+    if value.is_null() {
+        return default;
+    }
+    let grace = typed::<super::file::ShutdownFile>(value, "shutdown", errors)
+        .and_then(|f| f.grace_period)
+        .map_or(default, |d| d.0);
+    if grace > Duration::from_secs(3600) {
+        push(errors, "shutdown.grace_period", "use at most 1h");
+    }
+    grace
 }
 
 fn trusted_proxies(value: Value, errors: &mut Errors) -> Vec<IpNet> {

@@ -144,7 +144,16 @@ impl Gateway {
         Self::start_with(yaml, &[])
     }
 
+    /// Like [`Gateway::start`] with extra `fingate run` arguments (e.g. `--watch`).
+    pub fn start_with_args(yaml: &str, args: &[&str]) -> Gateway {
+        Self::start_full(yaml, &[], args)
+    }
+
     pub fn start_with(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+        Self::start_full(yaml, env, &[])
+    }
+
+    fn start_full(yaml: &str, env: &[(&str, &str)], args: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -158,14 +167,15 @@ impl Gateway {
             config,
             log: Arc::default(),
         };
-        gw.spawn(env);
+        gw.spawn(env, args);
         gw
     }
 
-    fn spawn(&mut self, env: &[(&str, &str)]) {
+    fn spawn(&mut self, env: &[(&str, &str)], args: &[&str]) {
         let mut cmd = Command::new(fingate_bin());
         cmd.args(["run", "-c"])
             .arg(&self.config)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -209,7 +219,27 @@ impl Gateway {
 
     /// Rewrites the config file (placeholders filled as at start).
     pub fn write_config(&self, yaml: &str) {
-        std::fs::write(&self.config, fill(yaml, self.addr, self.admin)).unwrap();
+        std::fs::write(&self.config, self.fill(yaml)).unwrap();
+    }
+
+    /// `yaml` with this gateway's placeholders filled in.
+    pub fn fill(&self, yaml: &str) -> String {
+        fill(yaml, self.addr, self.admin)
+    }
+
+    /// Waits for the process to exit by itself; its exit code, or None on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log(&self) -> String {

@@ -10,5 +10,6 @@ mod cli;
 mod demo;
 mod hardening;
 mod identity;
+mod lifecycle;
 mod routing;
 mod upstreams;
