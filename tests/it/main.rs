@@ -4,11 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod redis;
 
 mod admin;
 mod cli;
 mod demo;
 mod hardening;
 mod identity;
+mod rate_limit;
 mod routing;
 mod upstreams;
