@@ -212,3 +212,25 @@ fn keys_escape_their_structure() {
     let anon = f.key(&http::HeaderMap::new(), &ctx(None));
     assert_eq!(anon, "fingate:rl:{g1/1000ms+0|c=~|r=r}");
 }
+
+#[test]
+fn config_errors_name_the_filter_option_and_its_line() {
+    let config = |filter: &str| {
+        let yaml = format!("listen: [{{ address: '127.0.0.1:8080' }}]\nupstreams:\n  svc: {{ targets: ['127.0.0.1:9101'] }}\nroutes:\n  - name: r\n    match: {{ prefix: / }}\n    upstream: svc\n    filters:\n      - rate_limit: {filter}\n");
+        crate::config::parse(&yaml, std::path::Path::new("gw.yaml"), &|_| None)
+            .unwrap_err()
+            .to_string()
+    };
+    let text = config("{ key: 'header:', limit: 0, per: 1m }");
+    assert!(text.contains("gw.yaml:9:"), "{text}");
+    assert!(
+        text.contains("routes[0].filters[0].rate_limit.key: unknown key \"header:\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("routes[0].filters[0].rate_limit.limit: must be between 1"),
+        "{text}"
+    );
+    let text = config("{ key: ip, limit: lots, per: 1m }");
+    assert!(text.contains("gw.yaml:9:32: routes[0].filters[0].rate_limit.limit: invalid type: string \"lots\", expected u32"), "{text}");
+}
