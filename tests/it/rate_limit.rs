@@ -429,3 +429,73 @@ fn start_up_does_not_need_redis() {
         (get(gw.admin, "/readyz").status == 200).then_some(())
     });
 }
+
+/// The store seam used directly (as consumers and cache purges will): key/value
+/// operations, rate-limit decisions equal to the memory store's, the login throttle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_seam_works_like_the_memory_one() {
+    use fingate::filter::rate_limit::LoginThrottle;
+    use fingate::store::{Algorithm, MemoryStore, RedisStore, Rule, Store};
+    let redis = Redis::start();
+    let store = RedisStore::open(&redis.url(), Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !store.ready() {
+        assert!(Instant::now() < deadline, "redis store never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.set("fingate:t:{a}", b"1", None).await.unwrap();
+    store
+        .set("fingate:t:{b}", b"2", Some(Duration::from_millis(100)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("fingate:t:{a}").await.unwrap(),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(
+        store.get("fingate:t:{b}").await.unwrap(),
+        Some(b"2".to_vec())
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.get("fingate:t:{b}").await.unwrap(), None);
+    assert!(store.delete("fingate:t:{a}").await.unwrap());
+    assert!(!store.delete("fingate:t:{a}").await.unwrap());
+
+    let memory = MemoryStore::default();
+    for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+        let rule = Rule {
+            algorithm,
+            limit: 3,
+            per: Duration::from_secs(3600),
+            burst: 1,
+        };
+        for cost in [1, 1, 0, 1, 1, 1, 0] {
+            let r = store
+                .rate_limit("fingate:t:{rl}", &rule, cost)
+                .await
+                .unwrap();
+            let m = memory.decide("fingate:t:{rl}", &rule, cost);
+            assert_eq!(
+                (r.allowed, r.remaining),
+                (m.allowed, m.remaining),
+                "{algorithm:?} cost {cost}"
+            );
+        }
+        redis.cli(&["DEL", "fingate:t:{rl}"]);
+    }
+
+    let throttle = LoginThrottle::new(store.clone(), 2, Duration::from_secs(60));
+    let ip = Some("198.51.100.4".parse().unwrap());
+    for _ in 0..2 {
+        assert!(throttle.check("mallory", ip).await.is_ok());
+        throttle.record_failure("mallory", ip).await;
+    }
+    let wait = throttle.check("mallory", None).await.unwrap_err();
+    assert!(
+        wait > Duration::from_secs(29) && wait <= Duration::from_secs(30),
+        "{wait:?}"
+    );
+    assert!(redis
+        .cli(&["KEYS", "fingate:login:*"])
+        .contains("fingate:login:{u:mallory}"));
+}
