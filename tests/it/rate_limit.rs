@@ -435,7 +435,7 @@ fn start_up_does_not_need_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_seam_works_like_the_memory_one() {
     use fingate::filter::rate_limit::LoginThrottle;
-    use fingate::store::{Algorithm, MemoryStore, RedisStore, Rule, Store};
+    use fingate::store::{Algorithm, MemoryStore, RedisStore, Rule};
     let redis = Redis::start();
     let store = RedisStore::open(&redis.url(), Duration::from_secs(1));
     let deadline = Instant::now() + Duration::from_secs(5);
