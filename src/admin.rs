@@ -101,6 +101,7 @@ impl ServeHttp for AdminApp {
         match (method, path.as_str()) {
             (Method::GET, "/metrics") => respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics().render()),
             (Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({ "status": "ok" })),
+            (Method::GET, "/readyz") if !runtime.store.ready() => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "status": "not_ready", "reason": "store unreachable", "config": runtime.config.source.hash })),
             (Method::GET, "/readyz") => json_response(StatusCode::OK, &json!({ "status": "ready", "config": runtime.config.source.hash })),
             (m, p) if p == "/admin" || p.starts_with("/admin/") => {
                 if let Some(refusal) = check_key(session, &runtime) {

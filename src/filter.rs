@@ -7,6 +7,7 @@
 //! module below and one variant to [`FilterConfig`].
 
 pub mod headers;
+pub mod rate_limit;
 pub mod request_id;
 
 use crate::context::RequestContext;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 pub enum FilterConfig {
     Headers(headers::HeadersOptions),
     RequestId(request_id::RequestIdOptions),
+    RateLimit(rate_limit::RateLimitOptions),
 }
 
 /// A problem in a filter's options: the path below the filter's key and what is wrong.
@@ -48,6 +50,7 @@ impl FilterConfig {
         match self {
             Self::Headers(_) => "headers",
             Self::RequestId(_) => "request_id",
+            Self::RateLimit(_) => "rate_limit",
         }
     }
 
@@ -58,6 +61,7 @@ impl FilterConfig {
         Ok(match self {
             Self::Headers(o) => Arc::new(headers::HeadersFilter::new(o)?),
             Self::RequestId(o) => Arc::new(request_id::RequestIdFilter::new(o)?),
+            Self::RateLimit(o) => Arc::new(rate_limit::RateLimitFilter::new(o, deps)?),
         })
     }
 

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub config_info: IntGaugeVec,
     pub inflight_requests: IntGauge,
+    pub rate_limit_decisions_total: IntCounterVec,
+    pub store_errors_total: IntCounterVec,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -118,6 +120,18 @@ impl Metrics {
             Box::new(inflight_requests.clone()),
             "fingate_inflight_requests",
         );
+        let rate_limit_decisions_total = counter(
+            &r,
+            "fingate_rate_limit_decisions_total",
+            "Rate-limit decisions, by route and decision (allowed | limited).",
+            &["route", "decision"],
+        );
+        let store_errors_total = counter(
+            &r,
+            "fingate_store_errors_total",
+            "Store operations that failed or timed out, by operation.",
+            &["operation"],
+        );
         Self {
             registry: r,
             requests_total,
@@ -128,6 +142,8 @@ impl Metrics {
             build_info,
             config_info,
             inflight_requests,
+            rate_limit_decisions_total,
+            store_errors_total,
         }
     }
 
@@ -174,6 +190,10 @@ mod tests {
             .set(1);
         m.config_reloads_total.with_label_values(&["ok"]).inc();
         m.set_config_hash("abc");
+        m.rate_limit_decisions_total
+            .with_label_values(&["r", "allowed"])
+            .inc();
+        m.store_errors_total.with_label_values(&["get"]).inc();
         let text = String::from_utf8(m.render()).unwrap_or_default();
         for name in [
             "fingate_requests_total{",
@@ -184,6 +204,8 @@ mod tests {
             "fingate_build_info{",
             "fingate_config_info{hash=\"abc\"} 1",
             "fingate_inflight_requests ",
+            "fingate_rate_limit_decisions_total{",
+            "fingate_store_errors_total{",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

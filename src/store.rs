@@ -2,39 +2,76 @@
 //!
 //! `memory` keeps state in this process (one gateway); `redis` shares it across a
 //! fleet. Filters receive an `Arc<dyn Store>` when the runtime is built; the store
-//! outlives reloads unless its own settings change.
+//! outlives reloads unless its own settings change. Callers namespace their keys
+//! (`fingate:rl:...`, `fingate:login:...`) and put the part that must stay together
+//! in a `{hash tag}` so the keys also work on Redis Cluster.
+
+pub mod limit;
+mod memory;
+mod redis;
+
+pub use limit::{Algorithm, Decision, Rule};
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 use crate::config::{Store as StoreConfig, StoreBackend};
+use async_trait::async_trait;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Shared state behind one interface. Operations are added by the features that
-/// need them (rate limiting, consumers), each with a memory and a redis version.
+/// Why a store operation gave no answer. The caller decides what that means
+/// (the rate limiter: a local fallback or 503, per its `on_store_error`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// No connection yet, or the connection is being re-established.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// No answer within `store.timeout`.
+    #[error("store operation timed out after {0:?}")]
+    Timeout(Duration),
+    /// The store answered with an error.
+    #[error("store error: {0}")]
+    Failed(String),
+}
+
+/// Shared state behind one interface; each operation has a memory and a redis
+/// version with the same semantics. Every operation is bounded by `store.timeout`.
+#[async_trait]
 pub trait Store: Send + Sync + Debug {
     /// `memory` or `redis`, for logs and errors.
     fn backend(&self) -> StoreBackend;
-}
 
-/// State held in this process only.
-#[derive(Debug, Default)]
-pub struct MemoryStore {}
-
-impl Store for MemoryStore {
-    fn backend(&self) -> StoreBackend {
-        StoreBackend::Memory
+    /// Whether the store answered its last health probe (always true in memory).
+    fn ready(&self) -> bool {
+        true
     }
+
+    /// One atomic rate-limit decision for `key` under `rule`, counting `cost`
+    /// requests (0: only ask whether one more would pass).
+    async fn rate_limit(&self, key: &str, rule: &Rule, cost: u32) -> Result<Decision, StoreError>;
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `value`; with a `ttl` it expires by itself.
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError>;
+
+    /// Removes `key`; true when it existed.
+    async fn delete(&self, key: &str) -> Result<bool, StoreError>;
 }
 
 /// Builds the store a config asks for. Never does I/O: a redis store connects
 /// lazily and reconnects by itself, so start-up never depends on Redis.
 pub fn open(config: &StoreConfig) -> Arc<dyn Store> {
-    match config.backend {
-        StoreBackend::Memory => Arc::new(MemoryStore::default()),
-        // The redis implementation arrives with rate limiting; until then a redis
-        // config behaves like memory (and says so at start-up).
-        StoreBackend::Redis => {
-            tracing::warn!("store.backend: redis is not implemented yet; using the memory store");
-            Arc::new(MemoryStore::default())
-        }
+    match (config.backend, &config.url) {
+        (StoreBackend::Redis, Some(url)) => RedisStore::open(url, config.timeout),
+        _ => Arc::new(MemoryStore::default()),
     }
+}
+
+/// Microseconds since the Unix epoch: the memory store's clock (Redis uses `TIME`).
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }

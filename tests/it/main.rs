@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+mod redis;
 
 mod admin;
 mod cli;
@@ -11,5 +12,6 @@ mod demo;
 mod hardening;
 mod identity;
 mod lifecycle;
+mod rate_limit;
 mod routing;
 mod upstreams;

@@ -1,0 +1,197 @@
+//! The in-process store: sharded maps with expiry and a size cap, so a flood of
+//! distinct keys cannot grow memory without bound.
+
+use super::limit::{self, Algorithm, Decision, Rule, Window};
+use super::{now_us, Store, StoreError};
+use crate::config::StoreBackend;
+use async_trait::async_trait;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const SHARDS: usize = 16;
+/// Per shard; at the cap expired entries are dropped first, then arbitrary ones.
+const SHARD_CAP: usize = 16_384;
+
+#[derive(Debug, Clone)]
+enum Value {
+    Bytes(Vec<u8>),
+    Gcra(i64),
+    Window(Window),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Value,
+    /// µs since the epoch; `i64::MAX` for no expiry.
+    expires: i64,
+}
+
+/// State held in this process only. Also the rate limiter's local fallback.
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: Vec<Mutex<HashMap<String, Entry>>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+impl MemoryStore {
+    fn with_shard<R>(&self, key: &str, f: impl FnOnce(&mut HashMap<String, Entry>) -> R) -> R {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let i = (h.finish() as usize) % self.shards.len();
+        // A poisoned shard only means another thread panicked mid-update of plain data.
+        let mut map = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut map)
+    }
+
+    /// A live entry's value, or None (dropping it when expired).
+    fn live(map: &mut HashMap<String, Entry>, key: &str, now: i64) -> Option<Value> {
+        match map.get(key) {
+            Some(e) if e.expires > now => Some(e.value.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(map: &mut HashMap<String, Entry>, key: &str, entry: Entry, now: i64) {
+        if map.len() >= SHARD_CAP && !map.contains_key(key) {
+            map.retain(|_, e| e.expires > now);
+            if map.len() >= SHARD_CAP {
+                if let Some(victim) = map.keys().next().cloned() {
+                    map.remove(&victim);
+                }
+            }
+        }
+        map.insert(key.to_owned(), entry);
+    }
+
+    /// The decision, synchronously (the trait method wraps it).
+    pub fn decide(&self, key: &str, rule: &Rule, cost: u32) -> Decision {
+        let now = now_us();
+        self.with_shard(key, |map| {
+            let state = Self::live(map, key, now);
+            match rule.algorithm {
+                Algorithm::Gcra => {
+                    let tat = match state {
+                        Some(Value::Gcra(t)) => Some(t),
+                        _ => None,
+                    };
+                    let (d, write) = limit::gcra(tat, now, rule, cost);
+                    if let Some(t) = write {
+                        let entry = Entry {
+                            value: Value::Gcra(t),
+                            expires: t + 1_000,
+                        };
+                        Self::insert(map, key, entry, now);
+                    }
+                    d
+                }
+                Algorithm::SlidingWindow => {
+                    let w = match state {
+                        Some(Value::Window(w)) => Some(w),
+                        _ => None,
+                    };
+                    let (d, write) = limit::sliding_window(w, now, rule, cost);
+                    if let Some((w, ttl)) = write {
+                        let entry = Entry {
+                            value: Value::Window(w),
+                            expires: now + ttl + 1_000,
+                        };
+                        Self::insert(map, key, entry, now);
+                    }
+                    d
+                }
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> StoreBackend {
+        StoreBackend::Memory
+    }
+
+    async fn rate_limit(&self, key: &str, rule: &Rule, cost: u32) -> Result<Decision, StoreError> {
+        Ok(self.decide(key, rule, cost))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = now_us();
+        Ok(self.with_shard(key, |map| match Self::live(map, key, now) {
+            Some(Value::Bytes(b)) => Some(b),
+            _ => None,
+        }))
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        let now = now_us();
+        let expires = ttl.map_or(i64::MAX, |t| {
+            now.saturating_add(i64::try_from(t.as_micros()).unwrap_or(i64::MAX))
+        });
+        let entry = Entry {
+            value: Value::Bytes(value.to_vec()),
+            expires,
+        };
+        self.with_shard(key, |map| Self::insert(map, key, entry, now));
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let now = now_us();
+        Ok(self.with_shard(key, |map| {
+            let existed = Self::live(map, key, now).is_some();
+            map.remove(key);
+            existed
+        }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn get_set_delete_and_expiry() {
+        let s = MemoryStore::default();
+        s.set("a", b"1", None).await.unwrap();
+        s.set("b", b"2", Some(Duration::from_millis(20)))
+            .await
+            .unwrap();
+        assert_eq!(s.get("a").await.unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get("b").await.unwrap(), Some(b"2".to_vec()));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(s.get("b").await.unwrap(), None);
+        assert!(s.delete("a").await.unwrap());
+        assert!(!s.delete("a").await.unwrap());
+    }
+
+    #[test]
+    fn the_map_stays_bounded() {
+        let s = MemoryStore::default();
+        let r = Rule {
+            algorithm: Algorithm::Gcra,
+            limit: 1,
+            per: Duration::from_secs(3600),
+            burst: 0,
+        };
+        for i in 0..(SHARDS * SHARD_CAP + 5_000) {
+            s.decide(&format!("k{i}"), &r, 1);
+        }
+        let total: usize = s.shards.iter().map(|m| m.lock().unwrap().len()).sum();
+        assert!(total <= SHARDS * SHARD_CAP, "{total}");
+    }
+}

@@ -1,0 +1,206 @@
+//! The Redis store: one multiplexed connection per gateway process, managed by the
+//! redis crate's `ConnectionManager` (it reconnects by itself), created lazily so
+//! start-up never waits for Redis. Every operation is bounded by `store.timeout`.
+//!
+//! Health: a probe every half second (and every operation) keeps a `ready` flag for
+//! `/readyz`; the first failure after success is logged once, and so is recovery,
+//! while `fingate_store_errors_total{operation}` counts every failure.
+
+use super::limit::{Algorithm, Decision, Rule, GCRA_LUA, SLIDING_WINDOW_LUA};
+use super::{Store, StoreError};
+use crate::config::StoreBackend;
+use crate::metrics::metrics;
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Script};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+pub struct RedisStore {
+    /// None when the URL could not be parsed (then every operation fails).
+    conn: Option<ConnectionManager>,
+    timeout: Duration,
+    ready: AtomicBool,
+    /// Set while a failure has been logged and no success seen since.
+    down_logged: AtomicBool,
+    gcra: Script,
+    window: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("timeout", &self.timeout)
+            .field("ready", &self.ready.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Parses the URL and prepares the connection without connecting.
+    pub fn open(url: &str, timeout: Duration) -> Arc<dyn Store> {
+        let handle = crate::runtime::control_runtime();
+        let conn = {
+            // The manager spawns its helper tasks on the runtime it is created in:
+            // the control runtime lives as long as the process.
+            let _in_runtime = handle.enter();
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
+                .set_response_timeout(Some(timeout))
+                // Few, short retries: a reconnect cycle ends quickly and the next
+                // operation or probe starts another, so recovery takes < 1 s.
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(100))
+                .set_max_delay(Duration::from_millis(400));
+            redis::Client::open(url)
+                .and_then(|client| ConnectionManager::new_lazy_with_config(client, config))
+                .map_err(|e| tracing::error!(error = %e, "store.url: cannot use this redis URL; store operations will fail"))
+                .ok()
+        };
+        let store = Arc::new(Self {
+            conn,
+            timeout,
+            ready: AtomicBool::new(false),
+            down_logged: AtomicBool::new(false),
+            gcra: Script::new(GCRA_LUA),
+            window: Script::new(SLIDING_WINDOW_LUA),
+        });
+        let weak = Arc::downgrade(&store);
+        handle.spawn(probe(weak));
+        store
+    }
+
+    async fn run<T, F>(
+        &self,
+        operation: &'static str,
+        call: impl FnOnce(ConnectionManager) -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = RedisResult<T>>,
+    {
+        let Some(conn) = self.conn.clone() else {
+            return Err(self.failed(
+                operation,
+                StoreError::Unavailable("invalid store.url".into()),
+            ));
+        };
+        match tokio::time::timeout(self.timeout, call(conn)).await {
+            Ok(Ok(v)) => {
+                self.succeeded();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                let error =
+                    if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+                        StoreError::Unavailable(e.to_string())
+                    } else {
+                        StoreError::Failed(e.to_string())
+                    };
+                Err(self.failed(operation, error))
+            }
+            Err(_) => Err(self.failed(operation, StoreError::Timeout(self.timeout))),
+        }
+    }
+
+    fn succeeded(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+        if self.down_logged.swap(false, Ordering::Relaxed) {
+            tracing::info!("store: redis answers again; shared state is back in use");
+        }
+    }
+
+    fn failed(&self, operation: &'static str, error: StoreError) -> StoreError {
+        metrics()
+            .store_errors_total
+            .with_label_values(&[operation])
+            .inc();
+        self.ready.store(false, Ordering::Relaxed);
+        // Once per outage, not once per request: a dead Redis under load would
+        // otherwise flood the log.
+        if !self.down_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(operation, error = %error, "store: redis unreachable; filters use their on_store_error policy until it answers (logged once per outage)");
+        }
+        error
+    }
+}
+
+/// Probes the store until it is dropped (a reload with other store settings).
+async fn probe(store: Weak<RedisStore>) {
+    loop {
+        let Some(s) = store.upgrade() else { return };
+        let _ = s
+            .run("ping", |mut c| async move {
+                redis::cmd("PING").query_async::<String>(&mut c).await
+            })
+            .await;
+        drop(s);
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> StoreBackend {
+        StoreBackend::Redis
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    async fn rate_limit(&self, key: &str, rule: &Rule, cost: u32) -> Result<Decision, StoreError> {
+        let (script, first) = match rule.algorithm {
+            Algorithm::Gcra => (&self.gcra, rule.interval_us()),
+            Algorithm::SlidingWindow => (&self.window, rule.per_us()),
+        };
+        let cap = rule.capacity();
+        let (a, r, reset, retry) = self
+            .run("rate_limit", |mut c| async move {
+                // EVALSHA; on NOSCRIPT (a restarted Redis) the crate loads and retries.
+                script
+                    .key(key)
+                    .arg(first)
+                    .arg(cap)
+                    .arg(cost)
+                    .invoke_async::<(i64, i64, i64, i64)>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(Decision::from_parts(a, r, reset, retry))
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run("get", |mut c| async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<Vec<u8>>>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        self.run("set", |mut c| async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value);
+            if let Some(ttl) = ttl {
+                cmd.arg("PX")
+                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            }
+            cmd.query_async::<()>(&mut c).await
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        self.run("delete", |mut c| async move {
+            redis::cmd("DEL").arg(key).query_async::<i64>(&mut c).await
+        })
+        .await
+        .map(|n| n > 0)
+    }
+}
