@@ -34,13 +34,23 @@ pub fn mock_bin() -> PathBuf {
         .clone()
 }
 
-/// A free loopback port (bound then released; good enough for tests).
+/// A free loopback port for a process the test starts.
+///
+/// Ports come from a range below Linux's ephemeral range (32768+), handed out by a
+/// counter, so two tests of this run never get the same port and no outgoing
+/// connection can be holding it; the start is spread by PID so parallel test runs
+/// rarely meet. Each candidate is checked by binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % 500) * 20;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (20_000 + (offset + n) % 12_700) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `f` every 20 ms until it returns Some or `timeout` passes.

@@ -196,7 +196,7 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
         "POST",
         "/_mock/faults",
         &[("Content-Type", "application/json")],
-        br#"{"latency_ms": 1500}"#,
+        br#"{"latency_ms": 3000}"#,
     );
     assert_eq!(r.status, 200);
     let mut gw = Gateway::start(&config(target, "shutdown: { grace_period: 10s }\n"));
@@ -204,12 +204,12 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
     let slow: Vec<_> = (0..5)
         .map(|_| std::thread::spawn(move || try_request(addr, "GET", "/_mock/echo", &[], b"")))
         .collect();
-    wait_for(Duration::from_secs(5), "5 requests in flight", || {
+    wait_for(Duration::from_secs(15), "5 requests in flight", || {
         (gw.metric("fingate_inflight_requests").unwrap_or(0.0) >= 5.0).then_some(())
     });
     let started = Instant::now();
     gw.signal("TERM");
-    wait_for(Duration::from_secs(2), "new connections refused", || {
+    wait_for(Duration::from_secs(5), "new connections refused", || {
         let refused = match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             Err(_) => true,
             // Accepted by the kernel backlog but never served: the next read fails or hangs.
