@@ -20,6 +20,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub config_info: IntGaugeVec,
     pub inflight_requests: IntGauge,
+    pub cache_lookups_total: IntCounterVec,
+    pub cache_bytes: IntGauge,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -118,6 +120,18 @@ impl Metrics {
             Box::new(inflight_requests.clone()),
             "fingate_inflight_requests",
         );
+        let cache_lookups_total = counter(
+            &r,
+            "fingate_cache_lookups_total",
+            "Cache lookups, by route and result (hit, miss, bypass).",
+            &["route", "result"],
+        );
+        let cache_bytes = IntGauge::new(
+            "fingate_cache_bytes",
+            "Bytes held by the response cache (bounded by cache.max_size).",
+        )
+        .unwrap_or_else(|e| unreachable_metric("fingate_cache_bytes", e));
+        register(&r, Box::new(cache_bytes.clone()), "fingate_cache_bytes");
         Self {
             registry: r,
             requests_total,
@@ -128,6 +142,8 @@ impl Metrics {
             build_info,
             config_info,
             inflight_requests,
+            cache_lookups_total,
+            cache_bytes,
         }
     }
 
@@ -174,6 +190,7 @@ mod tests {
             .set(1);
         m.config_reloads_total.with_label_values(&["ok"]).inc();
         m.set_config_hash("abc");
+        m.cache_lookups_total.with_label_values(&["r", "hit"]).inc();
         let text = String::from_utf8(m.render()).unwrap_or_default();
         for name in [
             "fingate_requests_total{",
@@ -184,6 +201,8 @@ mod tests {
             "fingate_build_info{",
             "fingate_config_info{hash=\"abc\"} 1",
             "fingate_inflight_requests ",
+            "fingate_cache_lookups_total{route=\"r\",result=\"hit\"} 1",
+            "fingate_cache_bytes ",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
