@@ -201,7 +201,7 @@ mod tests {
             "fingate_build_info{",
             "fingate_config_info{hash=\"abc\"} 1",
             "fingate_inflight_requests ",
-            "fingate_cache_lookups_total{route=\"r\",result=\"hit\"} 1",
+            "fingate_cache_lookups_total{result=\"hit\",route=\"r\"} 1",
             "fingate_cache_bytes ",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
