@@ -344,7 +344,10 @@ fn config_sizes_and_options_are_validated_with_positions() {
         "{small}"
     );
     let unknown = validate(&format!("cache: {{ size: 1MiB }}\n{route}")).unwrap_err();
-    assert!(unknown.contains("g.yaml:4:10: cache.size: unknown field `size`"), "{unknown}");
+    assert!(
+        unknown.contains("g.yaml:4:10: cache.size: unknown field `size`"),
+        "{unknown}"
+    );
     let bad = validate("routes:\n  - { name: a, match: { prefix: /a }, upstream: u, filters: [ { cache: { ttl: 0s } } ] }\n").unwrap_err();
     assert!(
         bad.contains("routes[0].filters[0].cache.ttl: must be greater than 0"),
