@@ -6,7 +6,7 @@
 #   2. fingate, the same upstream route without a cache
 #   3. nginx 1 worker, proxy_pass with upstream keep-alive to the same service
 # fingate runs with `threads: 1` and nginx with one worker, access logs off in both.
-# Release build of this tree. Usage: benches/cache.sh [duration, default 10s]
+# Release build of this tree. Usage: [ROUNDS=3] benches/cache.sh [duration, default 10s]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -91,28 +91,56 @@ nginx -p "$tmp/nginx" -c "$tmp/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 wait_http "http://127.0.0.1:$NGINX_PORT/api/fx/EUR-USD"
 
-run() { # NAME URL TAG
-  curl -fsS -o /dev/null "$2"
-  curl -fsS -o /dev/null "$2" # the cached route's second answer on is a HIT
-  wrk -t1 -c32 -d2s "$2" >/dev/null # warm-up (connections, allocator, TinyLFU)
-  local out rps p99
-  out=$(wrk -t1 -c32 -d"$DURATION" --latency "$2")
-  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-  if grep -q "Non-2xx" <<<"$out"; then echo "$1: non-2xx answers" >&2; exit 1; fi
-  printf '| %s | %s | %s |\n' "$1" "$rps" "$p99"
-  echo "$rps" >"$tmp/rps-$3"
+ROUNDS=${ROUNDS:-3}
+declare -A URL=(
+  [hit]="http://127.0.0.1:$GW_PORT/cached/fx/EUR-USD"
+  [uncached]="http://127.0.0.1:$GW_PORT/api/fx/EUR-USD"
+  [nginx]="http://127.0.0.1:$NGINX_PORT/api/fx/EUR-USD"
+)
+declare -A LABEL=(
+  [hit]="fingate, cache HIT (/cached/fx/EUR-USD)"
+  [uncached]="fingate, same route uncached (/api/fx/EUR-USD)"
+  [nginx]="nginx proxy_pass (/api/fx/EUR-USD)"
+)
+TARGETS=(hit uncached nginx)
+
+for t in "${TARGETS[@]}"; do # first answers (the cached route's second one on is a HIT), warm-up
+  curl -fsS -o /dev/null "${URL[$t]}"
+  curl -fsS -o /dev/null "${URL[$t]}"
+  wrk -t1 -c32 -d2s "${URL[$t]}" >/dev/null
+done
+
+# The machine is shared: rounds alternate the targets so a burst of outside load
+# hits all of them alike, and the table reports each target's median round.
+for round in $(seq 1 "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    out=$(wrk -t1 -c32 -d"$DURATION" --latency "${URL[$t]}")
+    if grep -q "Non-2xx" <<<"$out"; then echo "$t: non-2xx answers" >&2; exit 1; fi
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    echo "$rps $p99" >>"$tmp/$t"
+    echo "round $round $t: $rps req/s, p99 $p99" >&2
+  done
+done
+
+median() { # FILE COLUMN -> the median round's value of that column
+  local n; n=$(wc -l <"$1")
+  if [ "$2" = 1 ]; then sort -g -k1,1 "$1"; else
+    # p99 values carry units (us, ms, s): compare in microseconds
+    awk '{v=$2; u=1; if (v ~ /ms$/) u=1000; else if (v ~ /us$/) u=1; else if (v ~ /s$/) u=1000000;
+          sub(/[a-z]+$/, "", v); print v*u, $2}' "$1" | sort -g -k1,1 | awk '{print "x", $2}'
+  fi | sed -n "$(( (n + 1) / 2 ))p" | awk -v c="$2" '{print $c}'
 }
 
 echo
-echo "wrk -t1 -c32 -d$DURATION --latency, $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "wrk -t1 -c32 -d$DURATION --latency, median of $ROUNDS alternating rounds, $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "| target | requests/s | p99 |"
 echo "|---|---|---|"
-run "fingate, cache HIT (/cached/fx/EUR-USD)" "http://127.0.0.1:$GW_PORT/cached/fx/EUR-USD" hit
-run "fingate, uncached (/api/fx/EUR-USD)" "http://127.0.0.1:$GW_PORT/api/fx/EUR-USD" uncached
-run "nginx proxy_pass (/api/fx/EUR-USD)" "http://127.0.0.1:$NGINX_PORT/api/fx/EUR-USD" nginx
+for t in "${TARGETS[@]}"; do
+  printf '| %s | %s | %s |\n' "${LABEL[$t]}" "$(median "$tmp/$t" 1)" "$(median "$tmp/$t" 2)"
+done
 echo
 hits=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^fingate_cache_lookups_total\{result="hit",route="fx-cached"\}/ {print $2}')
-awk -v h="$(cat "$tmp/rps-hit")" -v u="$(cat "$tmp/rps-uncached")" -v n="$hits" \
+awk -v h="$(median "$tmp/hit" 1)" -v u="$(median "$tmp/uncached" 1)" -v n="$hits" \
   'BEGIN { printf "hit / uncached throughput: %.2fx (%s cache hits counted)\n", h / u, n }'

@@ -256,6 +256,11 @@ impl CacheFilter {
                 let vary = policy::vary_names(&headers);
                 let initial_age = policy::upstream_age(&headers);
                 headers.retain(|(n, _)| stored_header(n));
+                // Values parsed from the upstream share its whole read buffer; copy
+                // them so an entry holds only what its weight says.
+                for (_, v) in &mut headers {
+                    *v = HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone());
+                }
                 fill.pending = Some(Pending {
                     status,
                     headers,
@@ -284,7 +289,8 @@ impl CacheFilter {
         let response = Kind::Response(StoredResponse {
             status: p.status,
             headers: p.headers,
-            body: p.body.freeze(),
+            // Exact-size copy: a grown buffer may hold twice its length.
+            body: Bytes::copy_from_slice(&p.body),
             initial_age: p.initial_age,
         });
         if p.vary.is_empty() {
