@@ -118,7 +118,7 @@ for round in $(seq 1 "$ROUNDS"); do
     if grep -q "Non-2xx" <<<"$out"; then echo "$t: non-2xx answers" >&2; exit 1; fi
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
-    echo "$rps $p99" >>"$tmp/$t"
+    echo "$rps $p99" >>"$tmp/rounds-$t"
     echo "round $round $t: $rps req/s, p99 $p99" >&2
   done
 done
@@ -138,9 +138,9 @@ echo
 echo "| target | requests/s | p99 |"
 echo "|---|---|---|"
 for t in "${TARGETS[@]}"; do
-  printf '| %s | %s | %s |\n' "${LABEL[$t]}" "$(median "$tmp/$t" 1)" "$(median "$tmp/$t" 2)"
+  printf '| %s | %s | %s |\n' "${LABEL[$t]}" "$(median "$tmp/rounds-$t" 1)" "$(median "$tmp/rounds-$t" 2)"
 done
 echo
 hits=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '/^fingate_cache_lookups_total\{result="hit",route="fx-cached"\}/ {print $2}')
-awk -v h="$(median "$tmp/hit" 1)" -v u="$(median "$tmp/uncached" 1)" -v n="$hits" \
+awk -v h="$(median "$tmp/rounds-hit" 1)" -v u="$(median "$tmp/rounds-uncached" 1)" -v n="$hits" \
   'BEGIN { printf "hit / uncached throughput: %.2fx (%s cache hits counted)\n", h / u, n }'
