@@ -99,7 +99,10 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_owned();
         let runtime = self.gateway.current();
         match (method, path.as_str()) {
-            (Method::GET, "/metrics") => respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics().render()),
+            (Method::GET, "/metrics") => {
+                runtime.cache.update_gauge();
+                respond(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics().render())
+            }
             (Method::GET, "/healthz") => json_response(StatusCode::OK, &json!({ "status": "ok" })),
             (Method::GET, "/readyz") if !runtime.store.ready() => json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "status": "not_ready", "reason": "store unreachable", "config": runtime.config.source.hash })),
             (Method::GET, "/readyz") => json_response(StatusCode::OK, &json!({ "status": "ready", "config": runtime.config.source.hash })),
@@ -107,12 +110,66 @@ impl ServeHttp for AdminApp {
                 if let Some(refusal) = check_key(session, &runtime) {
                     return refusal;
                 }
+                if p == "/admin/cache" {
+                    return purge_cache(&m, session.req_header().uri.query(), &runtime);
+                }
                 self.admin_api(&m, p, &runtime)
             }
             (_, "/metrics" | "/healthz" | "/readyz") => method_not_allowed("GET"),
             _ => error(StatusCode::NOT_FOUND, "route_not_found", "admin endpoints: /metrics, /healthz, /readyz, /admin/routes, /admin/upstreams, /admin/reload"),
         }
     }
+}
+
+/// `DELETE /admin/cache[?prefix=/api/...]`: drops every entry, or those whose
+/// client-facing path starts with the prefix.
+fn purge_cache(method: &Method, query: Option<&str>, runtime: &Runtime) -> Response<Vec<u8>> {
+    if method != Method::DELETE {
+        return method_not_allowed("DELETE");
+    }
+    let prefix = match query_param(query, "prefix") {
+        Ok(p) => p,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", &message),
+    };
+    if prefix.as_deref().is_some_and(|p| !p.starts_with('/')) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "prefix must be a path starting with '/', e.g. ?prefix=/api/fx",
+        );
+    }
+    let purged = runtime.cache.purge(prefix.as_deref());
+    tracing::info!(prefix = prefix.as_deref(), purged, "cache purged");
+    json_response(
+        StatusCode::OK,
+        &json!({ "result": "ok", "prefix": prefix, "purged": purged }),
+    )
+}
+
+/// The percent-decoded value of `name` in a query string (`+` is kept as is).
+fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, String> {
+    let Some(raw) = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    else {
+        return Ok(None);
+    };
+    let bad = || format!("{name}: invalid percent-encoding in {raw:?}");
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3).ok_or_else(bad)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map(Some).map_err(|_| bad())
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Vec<u8>> {
@@ -157,7 +214,7 @@ impl AdminApp {
             _ => error(
                 StatusCode::NOT_FOUND,
                 "route_not_found",
-                "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload",
+                "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload, DELETE /admin/cache",
             ),
         }
     }
@@ -165,7 +222,23 @@ impl AdminApp {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{constant_time_eq, query_param};
+
+    #[test]
+    fn purge_prefix_is_percent_decoded() {
+        assert_eq!(
+            query_param(Some("prefix=%2Fapi%2Ffx"), "prefix"),
+            Ok(Some("/api/fx".into()))
+        );
+        assert_eq!(
+            query_param(Some("x=1&prefix=/a/b"), "prefix"),
+            Ok(Some("/a/b".into()))
+        );
+        assert_eq!(query_param(Some("prefixes=/a"), "prefix"), Ok(None));
+        assert_eq!(query_param(None, "prefix"), Ok(None));
+        assert!(query_param(Some("prefix=%zz"), "prefix").is_err());
+        assert!(query_param(Some("prefix=%2"), "prefix").is_err());
+    }
 
     #[test]
     fn key_comparison() {

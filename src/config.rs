@@ -38,6 +38,22 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// After SIGTERM/SIGINT: how long in-flight requests get to finish.
     pub shutdown_grace: Duration,
+    pub cache: CacheSettings,
+}
+
+/// The response cache shared by every route's `cache` filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Bytes held at most (keys, headers and bodies); least valuable entries go first.
+    pub max_size: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_size: crate::cache::DEFAULT_MAX_SIZE,
+        }
+    }
 }
 
 /// Edge limits: request size, slow clients, connection counts.

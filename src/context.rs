@@ -16,6 +16,8 @@ pub struct RequestContext {
     pub method: http::Method,
     /// The request path as routed (before any rewrite).
     pub path: String,
+    /// The query string as sent (without `?`), on matched routes.
+    pub query: Option<String>,
     pub host: Option<String>,
     pub client_ip: Option<IpAddr>,
     /// The authenticated caller (the token's `sub`), when a filter established one.
@@ -34,6 +36,7 @@ impl RequestContext {
             route: None,
             method,
             path,
+            query: None,
             host: None,
             client_ip: None,
             consumer: None,

@@ -6,6 +6,7 @@
 //! socket and survives Pingora's API changes. Adding a filter means adding one
 //! module below and one variant to [`FilterConfig`].
 
+pub mod cache;
 pub mod headers;
 pub mod rate_limit;
 pub mod request_id;
@@ -26,6 +27,7 @@ pub enum FilterConfig {
     Headers(headers::HeadersOptions),
     RequestId(request_id::RequestIdOptions),
     RateLimit(rate_limit::RateLimitOptions),
+    Cache(cache::CacheOptions),
 }
 
 /// A problem in a filter's options: the path below the filter's key and what is wrong.
@@ -51,17 +53,18 @@ impl FilterConfig {
             Self::Headers(_) => "headers",
             Self::RequestId(_) => "request_id",
             Self::RateLimit(_) => "rate_limit",
+            Self::Cache(_) => "cache",
         }
     }
 
     /// Builds the runtime filter from its options and the shared parts it may use.
     /// Never does I/O; errors name the offending option.
     pub fn build(&self, deps: &FilterDeps) -> Result<Arc<dyn Filter>, Vec<OptionError>> {
-        let _ = deps;
         Ok(match self {
             Self::Headers(o) => Arc::new(headers::HeadersFilter::new(o)?),
             Self::RequestId(o) => Arc::new(request_id::RequestIdFilter::new(o)?),
             Self::RateLimit(o) => Arc::new(rate_limit::RateLimitFilter::new(o, deps)?),
+            Self::Cache(o) => Arc::new(cache::CacheFilter::new(o, deps)?),
         })
     }
 
@@ -78,6 +81,10 @@ pub struct FilterDeps {
     pub store: Arc<dyn Store>,
     /// The route's name (None for validation of global filters).
     pub route: Option<Arc<str>>,
+    /// The response cache (process-wide, kept across reloads).
+    pub cache: Arc<crate::cache::Cache>,
+    /// Changes whenever the route's configuration does: cache entries are keyed by it.
+    pub route_fingerprint: u64,
 }
 
 impl FilterDeps {
@@ -86,8 +93,18 @@ impl FilterDeps {
         Self {
             store: Arc::new(crate::store::MemoryStore::default()),
             route: None,
+            cache: validation_cache(),
+            route_fingerprint: 0,
         }
     }
+}
+
+/// A tiny cache for validation builds, made once (nothing is ever stored in it).
+fn validation_cache() -> Arc<crate::cache::Cache> {
+    static CACHE: std::sync::OnceLock<Arc<crate::cache::Cache>> = std::sync::OnceLock::new();
+    CACHE
+        .get_or_init(|| Arc::new(crate::cache::Cache::new(64 * 1024)))
+        .clone()
 }
 
 /// Read and write access to a header block (request or response).
@@ -102,6 +119,12 @@ pub trait HeaderEdit: Send {
     fn append(&mut self, name: HeaderName, value: HeaderValue);
     /// Removes every value of `name`; returns the first one removed.
     fn remove(&mut self, name: &HeaderName) -> Option<HeaderValue>;
+    /// Every header, in order, repeated names included (for copying a block).
+    fn entries(&self) -> Vec<(HeaderName, HeaderValue)>;
+    /// The status of a response block; None for a request.
+    fn status(&self) -> Option<StatusCode> {
+        None
+    }
 }
 
 impl HeaderEdit for http::HeaderMap {
@@ -116,6 +139,9 @@ impl HeaderEdit for http::HeaderMap {
     }
     fn remove(&mut self, name: &HeaderName) -> Option<HeaderValue> {
         http::HeaderMap::remove(self, name)
+    }
+    fn entries(&self) -> Vec<(HeaderName, HeaderValue)> {
+        self.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
     }
 }
 

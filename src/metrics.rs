@@ -22,6 +22,8 @@ pub struct Metrics {
     pub inflight_requests: IntGauge,
     pub rate_limit_decisions_total: IntCounterVec,
     pub store_errors_total: IntCounterVec,
+    pub cache_lookups_total: IntCounterVec,
+    pub cache_bytes: IntGauge,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -132,6 +134,18 @@ impl Metrics {
             "Store operations that failed or timed out, by operation.",
             &["operation"],
         );
+        let cache_lookups_total = counter(
+            &r,
+            "fingate_cache_lookups_total",
+            "Cache lookups, by route and result (hit, miss, bypass).",
+            &["route", "result"],
+        );
+        let cache_bytes = IntGauge::new(
+            "fingate_cache_bytes",
+            "Bytes held by the response cache (bounded by cache.max_size).",
+        )
+        .unwrap_or_else(|e| unreachable_metric("fingate_cache_bytes", e));
+        register(&r, Box::new(cache_bytes.clone()), "fingate_cache_bytes");
         Self {
             registry: r,
             requests_total,
@@ -144,6 +158,8 @@ impl Metrics {
             inflight_requests,
             rate_limit_decisions_total,
             store_errors_total,
+            cache_lookups_total,
+            cache_bytes,
         }
     }
 
@@ -194,6 +210,7 @@ mod tests {
             .with_label_values(&["r", "allowed"])
             .inc();
         m.store_errors_total.with_label_values(&["get"]).inc();
+        m.cache_lookups_total.with_label_values(&["r", "hit"]).inc();
         let text = String::from_utf8(m.render()).unwrap_or_default();
         for name in [
             "fingate_requests_total{",
@@ -206,6 +223,8 @@ mod tests {
             "fingate_inflight_requests ",
             "fingate_rate_limit_decisions_total{",
             "fingate_store_errors_total{",
+            "fingate_cache_lookups_total{result=\"hit\",route=\"r\"} 1",
+            "fingate_cache_bytes ",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -180,6 +180,7 @@ impl ProxyHttp for Proxy {
             }
         };
         ctx.req.path = path;
+        ctx.req.query = session.req_header().uri.query().map(str::to_owned);
         ctx.req.route = Some(found.name.clone());
         ctx.route = Some(found.clone());
         if let Some(refusal) = body_refusal(session.req_header(), found.max_body) {

@@ -4,6 +4,7 @@
 //! Requests load the current [`Runtime`] once and keep that `Arc` to the end, so a
 //! request in flight finishes on the config it started with.
 
+use crate::cache::Cache;
 use crate::config::{self, Config, ConfigErrors, RouteConfig};
 use crate::filter::{Filter, FilterDeps};
 use crate::metrics::metrics;
@@ -37,6 +38,8 @@ pub struct Runtime {
     pub table: RouteTable<Arc<Route>>,
     pub upstreams: BTreeMap<String, Arc<UpstreamGroup>>,
     pub store: Arc<dyn Store>,
+    /// The response cache: kept across reloads while `cache.max_size` stays.
+    pub cache: Arc<Cache>,
 }
 
 /// A failure to build a runtime from a config that validated (should not happen:
@@ -63,8 +66,15 @@ impl Runtime {
             Some(p) if p.config.store == config.store => p.store.clone(),
             _ => store::open(&config.store),
         };
+        let cache = match previous {
+            Some(p) if p.config.cache == config.cache => p.cache.clone(),
+            _ => Arc::new(Cache::new(config.cache.max_size)),
+        };
+        let mut fingerprints = std::collections::HashSet::new();
         let mut entries = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
+            let route_fingerprint = fingerprint(&config, r);
+            fingerprints.insert(route_fingerprint);
             let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
                 BuildError(format!(
                     "route {} names unknown upstream {}",
@@ -75,6 +85,8 @@ impl Runtime {
             let deps = FilterDeps {
                 store: store.clone(),
                 route: Some(name.clone()),
+                cache: cache.clone(),
+                route_fingerprint,
             };
             let filters = config
                 .filters
@@ -111,11 +123,13 @@ impl Runtime {
                     .join("; "),
             )
         })?;
+        cache.retain(&fingerprints);
         Ok(Self {
             config,
             table,
             upstreams,
             store,
+            cache,
         })
     }
 
@@ -126,6 +140,20 @@ impl Runtime {
             health::spawn(group, handle);
         }
     }
+}
+
+/// Identifies a route's configuration as far as its answers depend on it (match,
+/// rewrite, upstream name, its own and the global filters): cache entries are keyed
+/// by it, so a changed route never serves what the old one stored.
+fn fingerprint(config: &Config, r: &RouteConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let text = format!(
+        "{}{:?}{:?}{}{:?}{:?}",
+        r.name, r.spec, r.rewrite, r.upstream, r.filters, config.filters
+    );
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// A small runtime for control-plane work (health checks), separate from Pingora's

@@ -11,6 +11,7 @@ mod identity;
 mod ledger;
 mod loans;
 mod payments;
+mod respond;
 mod server;
 mod service;
 

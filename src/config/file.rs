@@ -20,6 +20,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "trusted_proxies",
     "shutdown",
+    "cache",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +63,14 @@ pub struct StoreFile {
     pub url: Option<String>,
     #[serde(default)]
     pub timeout: Option<DurationStr>,
+}
+
+/// `cache:` — the response cache shared by every route's `cache` filter.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    #[serde(default)]
+    pub max_size: Option<SizeStr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

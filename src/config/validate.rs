@@ -3,11 +3,13 @@
 //! Sections and list items are deserialized one by one, so a type error in one route
 //! does not hide a problem in the next: `fingate validate` lists them all at once.
 
+use super::file::CacheFile;
 use super::file::{
     BalanceFile, HealthCheckFile, ListenFile, RouteFile, StoreBackend, StoreFile, UpstreamFile,
     TOP_LEVEL_KEYS,
 };
 use super::*;
+use crate::filter::cache::cache_before_auth;
 use crate::filter::FilterConfig;
 use crate::routing::{PathPattern, PathTemplate, RouteTable};
 use serde::de::DeserializeOwned;
@@ -114,6 +116,8 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let trusted_proxies = trusted_proxies(take("trusted_proxies"), &mut errors);
     let shutdown_grace = shutdown_grace(take("shutdown"), &mut errors);
     let routes = routes(take("routes"), &declared, limits.max_body, &mut errors);
+    let cache = cache_settings(take("cache"), &mut errors);
+    check_cache_after_auth(&filters, &routes, &mut errors);
 
     if errors.is_empty() {
         Ok(Config {
@@ -128,11 +132,63 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
             limits,
             trusted_proxies,
             shutdown_grace,
+            cache,
         })
     } else {
         Err(errors)
     }
 }
+
+fn cache_settings(value: Value, errors: &mut Errors) -> CacheSettings {
+    let mut out = CacheSettings::default();
+    if value.is_null() {
+        return out;
+    }
+    let Some(file) = typed::<CacheFile>(value, "cache", errors) else {
+        return out;
+    };
+    if let Some(size) = file.max_size {
+        if size.0 < MIN_CACHE_SIZE {
+            push(
+                errors,
+                "cache.max_size",
+                format!("{} bytes is too small: use at least 64KiB", size.0),
+            );
+        }
+        out.max_size = size.0;
+    }
+    out
+}
+
+/// A global cache that runs before a route's `jwt` (see [`cache_before_auth`]).
+fn check_cache_after_auth(global: &[FilterSpec], routes: &[RouteConfig], errors: &mut Errors) {
+    let names = |list: &[FilterSpec]| list.iter().map(|f| f.config.name()).collect::<Vec<_>>();
+    let global_names = names(global);
+    let early = routes.iter().find_map(|r| {
+        let all = [global_names.clone(), names(&r.filters)].concat();
+        cache_before_auth(&all).filter(|i| *i < global.len())
+    });
+    if let Some(i) = early.or_else(|| cache_before_auth(&global_names)) {
+        push(errors, format!("filters[{i}].cache"), CACHE_BEFORE_JWT);
+    }
+}
+
+/// The same rule within one route's own filters.
+fn check_route_cache_order(filters: &[FilterSpec], base: &str, errors: &mut Errors) {
+    let names: Vec<&str> = filters.iter().map(|f| f.config.name()).collect();
+    if let Some(c) = cache_before_auth(&names) {
+        push(
+            errors,
+            format!("{base}.filters[{c}].cache"),
+            CACHE_BEFORE_JWT,
+        );
+    }
+}
+
+const CACHE_BEFORE_JWT: &str = "`cache` runs before `jwt` here, so a cached answer would be served before the token is checked: list `jwt` first";
+
+/// Smallest `cache.max_size`: below it hardly any response fits.
+const MIN_CACHE_SIZE: u64 = 64 * 1024;
 
 fn default_admin() -> Admin {
     Admin {
@@ -714,12 +770,13 @@ fn route(
             None
         }
     });
-    let filters = file
+    let filters: Vec<FilterSpec> = file
         .filters
         .into_iter()
         .enumerate()
         .filter_map(|(j, config)| build_filter(config, &format!("{base}.filters[{j}]"), errors))
         .collect();
+    check_route_cache_order(&filters, base, errors);
     (errors.len() == before).then_some(RouteConfig {
         name: file.name,
         max_body: file.max_body.map_or(default_max_body, |s| s.0),

@@ -12,7 +12,7 @@ pub struct RespView<'a>(pub &'a mut ResponseHeader);
 // Pingora's setters only fail on invalid values; `HeaderValue` is valid by
 // construction, so their results carry no information here.
 macro_rules! header_edit {
-    ($view:ident) => {
+    ($view:ident, $status:expr) => {
         impl HeaderEdit for $view<'_> {
             fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
                 self.0.headers.get(name)
@@ -26,11 +26,19 @@ macro_rules! header_edit {
             fn remove(&mut self, name: &HeaderName) -> Option<HeaderValue> {
                 self.0.remove_header(name)
             }
+            fn entries(&self) -> Vec<(HeaderName, HeaderValue)> {
+                let h = &self.0.headers;
+                h.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+            }
+            fn status(&self) -> Option<http::StatusCode> {
+                #[allow(clippy::redundant_closure_call)]
+                ($status)(&*self.0)
+            }
         }
     };
 }
-header_edit!(ReqView);
-header_edit!(RespView);
+header_edit!(ReqView, |_| None);
+header_edit!(RespView, |h: &ResponseHeader| Some(h.status));
 
 /// Prefix of the headers only the gateway may send upstream (`X-Consumer-Id`,
 /// `X-Consumer-Scopes`): whatever a client sends under it is dropped on every route,

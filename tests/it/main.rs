@@ -7,6 +7,7 @@ mod harness;
 mod redis;
 
 mod admin;
+mod cache;
 mod cli;
 mod demo;
 mod hardening;

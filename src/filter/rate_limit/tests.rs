@@ -42,6 +42,7 @@ fn filter(yaml: &str, store: Arc<dyn Store>) -> RateLimitFilter {
     let deps = FilterDeps {
         store,
         route: Some(Arc::from("r")),
+        ..FilterDeps::for_validation()
     };
     RateLimitFilter::new(&options(yaml), &deps).unwrap()
 }
