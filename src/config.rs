@@ -36,6 +36,10 @@ pub struct Config {
     pub limits: Limits,
     /// Peers whose `X-Forwarded-For` / `Forwarded` are believed (and appended to).
     pub trusted_proxies: Vec<IpNet>,
+    /// `auth:`: token policy, keys (already loaded) and the token endpoint.
+    pub auth: crate::auth::AuthConfig,
+    /// `consumers:`: registered clients from the file.
+    pub consumers: Vec<crate::auth::consumers::Consumer>,
 }
 
 /// Edge limits: request size, slow clients, connection counts.

@@ -7,6 +7,7 @@
 //! module below and one variant to [`FilterConfig`].
 
 pub mod headers;
+pub mod jwt;
 pub mod request_id;
 
 use crate::context::RequestContext;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 #[serde(rename_all = "snake_case")]
 pub enum FilterConfig {
     Headers(headers::HeadersOptions),
+    Jwt(jwt::JwtOptions),
     RequestId(request_id::RequestIdOptions),
 }
 
@@ -47,6 +49,7 @@ impl FilterConfig {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Headers(_) => "headers",
+            Self::Jwt(_) => "jwt",
             Self::RequestId(_) => "request_id",
         }
     }
@@ -54,9 +57,9 @@ impl FilterConfig {
     /// Builds the runtime filter from its options and the shared parts it may use.
     /// Never does I/O; errors name the offending option.
     pub fn build(&self, deps: &FilterDeps) -> Result<Arc<dyn Filter>, Vec<OptionError>> {
-        let _ = deps;
         Ok(match self {
             Self::Headers(o) => Arc::new(headers::HeadersFilter::new(o)?),
+            Self::Jwt(o) => Arc::new(jwt::JwtFilter::new(o, deps)?),
             Self::RequestId(o) => Arc::new(request_id::RequestIdFilter::new(o)?),
         })
     }
@@ -64,6 +67,11 @@ impl FilterConfig {
     /// Checks the options (config validation): a build against throwaway parts.
     pub fn check(&self) -> Result<(), Vec<OptionError>> {
         self.build(&FilterDeps::for_validation()).map(|_| ())
+    }
+
+    /// Checks the options against validation parts that carry the config's keys.
+    pub fn check_with(&self, deps: &FilterDeps) -> Result<(), Vec<OptionError>> {
+        self.build(deps).map(|_| ())
     }
 }
 
@@ -74,6 +82,8 @@ pub struct FilterDeps {
     pub store: Arc<dyn Store>,
     /// The route's name (None for validation of global filters).
     pub route: Option<Arc<str>>,
+    /// `auth:` settings and keys (for the `jwt` filter).
+    pub auth: Arc<crate::auth::AuthConfig>,
 }
 
 impl FilterDeps {
@@ -82,6 +92,7 @@ impl FilterDeps {
         Self {
             store: Arc::new(crate::store::MemoryStore::default()),
             route: None,
+            auth: Arc::default(),
         }
     }
 }
@@ -98,6 +109,10 @@ pub trait HeaderEdit: Send {
     fn append(&mut self, name: HeaderName, value: HeaderValue);
     /// Removes every value of `name`; returns the first one removed.
     fn remove(&mut self, name: &HeaderName) -> Option<HeaderValue>;
+    /// How many values `name` has (e.g. to refuse two `Authorization` headers).
+    fn count(&self, name: &HeaderName) -> usize {
+        usize::from(self.get(name).is_some())
+    }
 }
 
 impl HeaderEdit for http::HeaderMap {
@@ -112,6 +127,9 @@ impl HeaderEdit for http::HeaderMap {
     }
     fn remove(&mut self, name: &HeaderName) -> Option<HeaderValue> {
         http::HeaderMap::remove(self, name)
+    }
+    fn count(&self, name: &HeaderName) -> usize {
+        self.get_all(name).iter().count()
     }
 }
 

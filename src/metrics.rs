@@ -20,6 +20,7 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub config_info: IntGaugeVec,
     pub inflight_requests: IntGauge,
+    pub auth_failures_total: IntCounterVec,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -118,6 +119,12 @@ impl Metrics {
             Box::new(inflight_requests.clone()),
             "fingate_inflight_requests",
         );
+        let auth_failures_total = counter(
+            &r,
+            "fingate_auth_failures_total",
+            "Requests refused by the jwt filter, by route and reason.",
+            &["route", "reason"],
+        );
         Self {
             registry: r,
             requests_total,
@@ -128,6 +135,7 @@ impl Metrics {
             build_info,
             config_info,
             inflight_requests,
+            auth_failures_total,
         }
     }
 
@@ -173,6 +181,9 @@ mod tests {
             .with_label_values(&["u", "127.0.0.1:1"])
             .set(1);
         m.config_reloads_total.with_label_values(&["ok"]).inc();
+        m.auth_failures_total
+            .with_label_values(&["r", "expired"])
+            .inc();
         m.set_config_hash("abc");
         let text = String::from_utf8(m.render()).unwrap_or_default();
         for name in [
@@ -184,6 +195,7 @@ mod tests {
             "fingate_build_info{",
             "fingate_config_info{hash=\"abc\"} 1",
             "fingate_inflight_requests ",
+            "fingate_auth_failures_total{",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

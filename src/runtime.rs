@@ -37,6 +37,8 @@ pub struct Runtime {
     pub table: RouteTable<Arc<Route>>,
     pub upstreams: BTreeMap<String, Arc<UpstreamGroup>>,
     pub store: Arc<dyn Store>,
+    /// Keys, consumers, the token endpoint.
+    pub auth: Arc<crate::auth::AuthRuntime>,
 }
 
 /// A failure to build a runtime from a config that validated (should not happen:
@@ -63,6 +65,11 @@ impl Runtime {
             Some(p) if p.config.store == config.store => p.store.clone(),
             _ => store::open(&config.store),
         };
+        let auth = Arc::new(crate::auth::AuthRuntime::build(
+            &config.auth,
+            &config.consumers,
+            previous.map(|p| p.auth.as_ref()),
+        ));
         let mut entries = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
             let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
@@ -75,6 +82,7 @@ impl Runtime {
             let deps = FilterDeps {
                 store: store.clone(),
                 route: Some(name.clone()),
+                auth: auth.config.clone(),
             };
             let filters = config
                 .filters
@@ -116,6 +124,7 @@ impl Runtime {
             table,
             upstreams,
             store,
+            auth,
         })
     }
 

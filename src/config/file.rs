@@ -19,6 +19,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "limits",
     "trusted_proxies",
+    "auth",
+    "consumers",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

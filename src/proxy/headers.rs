@@ -26,6 +26,9 @@ macro_rules! header_edit {
             fn remove(&mut self, name: &HeaderName) -> Option<HeaderValue> {
                 self.0.remove_header(name)
             }
+            fn count(&self, name: &HeaderName) -> usize {
+                self.0.headers.get_all(name).iter().count()
+            }
         }
     };
 }
