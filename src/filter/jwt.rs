@@ -327,5 +327,6 @@ impl Filter for JwtFilter {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 #[path = "jwt_tests.rs"]
 mod tests;

@@ -6,9 +6,12 @@
 mod harness;
 
 mod admin;
+mod authkit;
 mod cli;
 mod demo;
 mod hardening;
 mod identity;
+mod jwt;
 mod routing;
+mod token_endpoint;
 mod upstreams;
