@@ -379,3 +379,77 @@ pub fn scope_problem(scope: &str) -> Option<String> {
         format!("invalid scope {scope:?}: use visible ASCII characters without spaces or quotes")
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use crate::config::parse;
+    use std::path::Path;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn errors(auth: &str, filters: &str) -> Vec<String> {
+        let yaml = format!("listen: [{{ address: '127.0.0.1:8080' }}]\n{auth}upstreams:\n  a: {{ targets: ['127.0.0.1:1'] }}\nroutes:\n  - {{ name: r, match: {{ prefix: /r }}, upstream: a, filters: [{filters}] }}\n");
+        match parse(&yaml, Path::new("t.yaml"), &|_| None) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect()
+            }
+        }
+    }
+
+    #[test]
+    fn jwt_without_keys_is_an_error() {
+        let e = errors("", "{ jwt: { scopes: [a] } }");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("routes[0].filters[0].jwt") && e.contains("auth.keys")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_valid_auth_section_passes() {
+        let auth = format!("auth:\n  keys: [{{ id: main, algorithm: HS256, secret: '{SECRET}', sign: true }}]\n  token_endpoint: {{}}\n");
+        assert_eq!(
+            errors(&auth, "{ jwt: { scopes: [a] } }"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn signing_key_rules() {
+        let none = format!("auth:\n  keys: [{{ id: main, algorithm: HS256, secret: '{SECRET}' }}]\n  token_endpoint: {{ path: /login }}\n");
+        assert!(errors(&none, "")
+            .iter()
+            .any(|e| e.contains("needs a signing key")));
+        let two = format!("auth:\n  keys: [{{ id: a, algorithm: HS256, secret: '{SECRET}', sign: true }}, {{ id: b, algorithm: HS512, secret: '{SECRET}', sign: true }}]\n");
+        assert!(errors(&two, "").iter().any(|e| e.contains("exactly one")));
+        let short = "auth:\n  keys: [{ id: a, algorithm: HS256, secret: short, sign: true }]\n";
+        assert!(errors(short, "")
+            .iter()
+            .any(|e| e.starts_with("auth.keys[0].secret") && e.contains("at least 32")));
+        let unknown =
+            format!("auth:\n  keys: [{{ id: a, algorithm: HS256, secret: '{SECRET}' }}]\n");
+        assert!(errors(&unknown, "{ jwt: { keys: [b] } }")
+            .iter()
+            .any(|e| e.contains("unknown key \"b\"")));
+    }
+
+    #[test]
+    fn consumers_need_argon2id_hashes_and_unique_names() {
+        let c = "consumers:\n  - { username: a, password_hash: plain }\n  - { username: 'b c', password_hash: plain }\n";
+        let e = errors(c, "");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("consumers[0].password_hash")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.starts_with("consumers[1].username")),
+            "{e:?}"
+        );
+    }
+}
