@@ -53,10 +53,12 @@ fn setup(alg: Algorithm, material: Material<'_>) -> (JwtFilter, HeaderMap) {
         Duration::from_secs(3600),
     )
     .unwrap();
-    let mut auth = AuthConfig::default();
-    auth.keys = Arc::new(keys::KeySet {
-        keys: vec![Arc::new(key)],
-    });
+    let auth = AuthConfig {
+        keys: Arc::new(keys::KeySet {
+            keys: vec![Arc::new(key)],
+        }),
+        ..AuthConfig::default()
+    };
     let deps = FilterDeps {
         auth: Arc::new(auth),
         ..FilterDeps::for_validation()

@@ -23,10 +23,12 @@ fn filter(scopes: &[&str]) -> JwtFilter {
         &policy,
     )
     .unwrap();
-    let mut auth = AuthConfig::default();
-    auth.keys = Arc::new(keys::KeySet {
-        keys: vec![Arc::new(key)],
-    });
+    let auth = AuthConfig {
+        keys: Arc::new(keys::KeySet {
+            keys: vec![Arc::new(key)],
+        }),
+        ..AuthConfig::default()
+    };
     let deps = FilterDeps {
         auth: Arc::new(auth),
         ..FilterDeps::for_validation()
