@@ -70,8 +70,6 @@ pub enum Command {
     Consumers {
         #[command(subcommand)]
         action: ConsumersAction,
-        #[command(flatten)]
-        config: ConfigArg,
     },
 }
 
@@ -82,9 +80,28 @@ pub enum ConsumersAction {
         username: String,
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// List consumers (the file's and, with redis, the run-time ones).
-    List,
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Remove a run-time consumer.
-    Remove { username: String },
+    Remove {
+        username: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+impl ConsumersAction {
+    pub fn config(&self) -> &std::path::Path {
+        match self {
+            Self::Add { config, .. } | Self::List { config } | Self::Remove { config, .. } => {
+                &config.config
+            }
+        }
+    }
 }

@@ -84,7 +84,7 @@ pub fn consumers(path: &Path, action: &ConsumersAction) -> anyhow::Result<ExitCo
     let yaml = YamlConsumers::new(&config.consumers);
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     match action {
-        ConsumersAction::List => {
+        ConsumersAction::List { .. } => {
             for c in rt.block_on(yaml.list())? {
                 let state = if c.disabled { " (disabled)" } else { "" };
                 println!(
