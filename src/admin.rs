@@ -10,6 +10,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
+mod consumers;
 mod views;
 use std::sync::Arc;
 use views::upstreams_json;
@@ -92,9 +93,14 @@ fn check_key(session: &ServerSession, runtime: &Runtime) -> Option<Response<Vec<
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        // Admin requests carry no meaningful body yet; drain what there is so the
-        // connection can be reused.
-        while let Ok(Some(_)) = session.read_request_body().await {}
+        // Drain the body so the connection can be reused; only the consumers API
+        // reads it (a small JSON object), so keep at most 16 KiB.
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            if body.len() + chunk.len() <= 16 * 1024 {
+                body.extend_from_slice(&chunk);
+            }
+        }
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
         let runtime = self.gateway.current();
@@ -112,6 +118,9 @@ impl ServeHttp for AdminApp {
                 }
                 if p == "/admin/cache" {
                     return purge_cache(&m, session.req_header().uri.query(), &runtime);
+                }
+                if p == "/admin/consumers" || p.starts_with("/admin/consumers/") {
+                    return consumers::handle(&m, p, &body, &runtime.auth).await;
                 }
                 self.admin_api(&m, p, &runtime)
             }
@@ -214,7 +223,7 @@ impl AdminApp {
             _ => error(
                 StatusCode::NOT_FOUND,
                 "route_not_found",
-                "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload, DELETE /admin/cache",
+                "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload, DELETE /admin/cache, GET|POST /admin/consumers, DELETE /admin/consumers/{username}",
             ),
         }
     }

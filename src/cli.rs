@@ -54,4 +54,58 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Read a password from stdin and print its argon2id hash (for `consumers:`).
+    HashPassword,
+    /// Mint a token with the configuration's signing key (`sign: true`).
+    Token {
+        /// The subject (`sub`): the consumer the token speaks for.
+        #[arg(long)]
+        sub: String,
+        /// A scope to grant; repeat for more (`--scope a:read --scope b:write`).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. 15m, 1h.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Manage run-time consumers (needs store.backend: redis).
+    Consumers {
+        #[command(subcommand)]
+        action: ConsumersAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsumersAction {
+    /// Register a consumer; the password is read from stdin.
+    Add {
+        username: String,
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List consumers (the file's and, with redis, the run-time ones).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Remove a run-time consumer.
+    Remove {
+        username: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+impl ConsumersAction {
+    pub fn config(&self) -> &std::path::Path {
+        match self {
+            Self::Add { config, .. } | Self::List { config } | Self::Remove { config, .. } => {
+                &config.config
+            }
+        }
+    }
 }

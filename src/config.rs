@@ -39,6 +39,10 @@ pub struct Config {
     /// After SIGTERM/SIGINT: how long in-flight requests get to finish.
     pub shutdown_grace: Duration,
     pub cache: CacheSettings,
+    /// `auth:`: token policy, keys (already loaded) and the token endpoint.
+    pub auth: crate::auth::AuthConfig,
+    /// `consumers:`: registered clients from the file.
+    pub consumers: Vec<crate::auth::consumers::Consumer>,
 }
 
 /// The response cache shared by every route's `cache` filter.

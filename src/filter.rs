@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod headers;
+pub mod jwt;
 pub mod rate_limit;
 pub mod request_id;
 
@@ -25,6 +26,7 @@ use std::sync::Arc;
 #[serde(rename_all = "snake_case")]
 pub enum FilterConfig {
     Headers(headers::HeadersOptions),
+    Jwt(jwt::JwtOptions),
     RequestId(request_id::RequestIdOptions),
     RateLimit(rate_limit::RateLimitOptions),
     Cache(cache::CacheOptions),
@@ -51,6 +53,7 @@ impl FilterConfig {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Headers(_) => "headers",
+            Self::Jwt(_) => "jwt",
             Self::RequestId(_) => "request_id",
             Self::RateLimit(_) => "rate_limit",
             Self::Cache(_) => "cache",
@@ -62,6 +65,7 @@ impl FilterConfig {
     pub fn build(&self, deps: &FilterDeps) -> Result<Arc<dyn Filter>, Vec<OptionError>> {
         Ok(match self {
             Self::Headers(o) => Arc::new(headers::HeadersFilter::new(o)?),
+            Self::Jwt(o) => Arc::new(jwt::JwtFilter::new(o, deps)?),
             Self::RequestId(o) => Arc::new(request_id::RequestIdFilter::new(o)?),
             Self::RateLimit(o) => Arc::new(rate_limit::RateLimitFilter::new(o, deps)?),
             Self::Cache(o) => Arc::new(cache::CacheFilter::new(o, deps)?),
@@ -71,6 +75,11 @@ impl FilterConfig {
     /// Checks the options (config validation): a build against throwaway parts.
     pub fn check(&self) -> Result<(), Vec<OptionError>> {
         self.build(&FilterDeps::for_validation()).map(|_| ())
+    }
+
+    /// Checks the options against validation parts that carry the config's keys.
+    pub fn check_with(&self, deps: &FilterDeps) -> Result<(), Vec<OptionError>> {
+        self.build(deps).map(|_| ())
     }
 }
 
@@ -85,6 +94,8 @@ pub struct FilterDeps {
     pub cache: Arc<crate::cache::Cache>,
     /// Changes whenever the route's configuration does: cache entries are keyed by it.
     pub route_fingerprint: u64,
+    /// `auth:` settings and keys (for the `jwt` filter).
+    pub auth: Arc<crate::auth::AuthConfig>,
 }
 
 impl FilterDeps {
@@ -95,6 +106,7 @@ impl FilterDeps {
             route: None,
             cache: validation_cache(),
             route_fingerprint: 0,
+            auth: Arc::default(),
         }
     }
 }
@@ -125,6 +137,10 @@ pub trait HeaderEdit: Send {
     fn status(&self) -> Option<StatusCode> {
         None
     }
+    /// How many values `name` has (e.g. to refuse two `Authorization` headers).
+    fn count(&self, name: &HeaderName) -> usize {
+        usize::from(self.get(name).is_some())
+    }
 }
 
 impl HeaderEdit for http::HeaderMap {
@@ -142,6 +158,9 @@ impl HeaderEdit for http::HeaderMap {
     }
     fn entries(&self) -> Vec<(HeaderName, HeaderValue)> {
         self.iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+    }
+    fn count(&self, name: &HeaderName) -> usize {
+        self.get_all(name).iter().count()
     }
 }
 

@@ -7,6 +7,7 @@
 //! [`admin`] serves metrics and the admin API, [`server`] wires it all up.
 
 pub mod admin;
+pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -51,6 +51,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::HashPassword => fingate::auth::cli::hash_password(),
+        Command::Token {
+            sub,
+            scopes,
+            ttl,
+            config,
+        } => fingate::auth::cli::token(&config.config, &sub, &scopes, &ttl),
+        Command::Consumers { action } => fingate::auth::cli::consumers(action.config(), &action),
         Command::Routes { config } => {
             let config = match config::load(&config.config) {
                 Ok(c) => c,

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub store_errors_total: IntCounterVec,
     pub cache_lookups_total: IntCounterVec,
     pub cache_bytes: IntGauge,
+    pub auth_failures_total: IntCounterVec,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -146,6 +147,12 @@ impl Metrics {
         )
         .unwrap_or_else(|e| unreachable_metric("fingate_cache_bytes", e));
         register(&r, Box::new(cache_bytes.clone()), "fingate_cache_bytes");
+        let auth_failures_total = counter(
+            &r,
+            "fingate_auth_failures_total",
+            "Requests refused by the jwt filter, by route and reason.",
+            &["route", "reason"],
+        );
         Self {
             registry: r,
             requests_total,
@@ -160,6 +167,7 @@ impl Metrics {
             store_errors_total,
             cache_lookups_total,
             cache_bytes,
+            auth_failures_total,
         }
     }
 
@@ -205,6 +213,9 @@ mod tests {
             .with_label_values(&["u", "127.0.0.1:1"])
             .set(1);
         m.config_reloads_total.with_label_values(&["ok"]).inc();
+        m.auth_failures_total
+            .with_label_values(&["r", "expired"])
+            .inc();
         m.set_config_hash("abc");
         m.rate_limit_decisions_total
             .with_label_values(&["r", "allowed"])
@@ -225,6 +236,7 @@ mod tests {
             "fingate_store_errors_total{",
             "fingate_cache_lookups_total{result=\"hit\",route=\"r\"} 1",
             "fingate_cache_bytes ",
+            "fingate_auth_failures_total{",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -3,6 +3,7 @@
 //!
 //! Pingora's types stop here; filters see [`HeaderEdit`] and [`RequestContext`].
 
+mod auth;
 mod headers;
 mod log;
 
@@ -128,6 +129,10 @@ impl ProxyHttp for Proxy {
             }
         };
         headers::strip_identity_headers(session.req_header_mut());
+        // The token endpoint and JWKS are the gateway's own, served before routing.
+        if auth::serve(session, ctx, &runtime, &path).await? {
+            return Ok(true);
+        }
 
         let req = session.req_header();
         let query = req.uri.query();

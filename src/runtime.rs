@@ -40,6 +40,8 @@ pub struct Runtime {
     pub store: Arc<dyn Store>,
     /// The response cache: kept across reloads while `cache.max_size` stays.
     pub cache: Arc<Cache>,
+    /// Keys, consumers, the token endpoint.
+    pub auth: Arc<crate::auth::AuthRuntime>,
 }
 
 /// A failure to build a runtime from a config that validated (should not happen:
@@ -71,6 +73,11 @@ impl Runtime {
             _ => Arc::new(Cache::new(config.cache.max_size)),
         };
         let mut fingerprints = std::collections::HashSet::new();
+        let auth = Arc::new(crate::auth::AuthRuntime::build(
+            &config.auth,
+            &config.consumers,
+            previous.map(|p| p.auth.as_ref()),
+        ));
         let mut entries = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
             let route_fingerprint = fingerprint(&config, r);
@@ -87,6 +94,7 @@ impl Runtime {
                 route: Some(name.clone()),
                 cache: cache.clone(),
                 route_fingerprint,
+                auth: auth.config.clone(),
             };
             let filters = config
                 .filters
@@ -130,6 +138,7 @@ impl Runtime {
             upstreams,
             store,
             cache,
+            auth,
         })
     }
 

@@ -21,6 +21,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "trusted_proxies",
     "shutdown",
     "cache",
+    "auth",
+    "consumers",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

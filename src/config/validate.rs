@@ -10,7 +10,7 @@ use super::file::{
 };
 use super::*;
 use crate::filter::cache::cache_before_auth;
-use crate::filter::FilterConfig;
+use crate::filter::{FilterConfig, FilterDeps};
 use crate::routing::{PathPattern, PathTemplate, RouteTable};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -111,11 +111,25 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let threads = threads(take("threads"), &mut errors);
     let store = store(take("store"), &mut errors);
     let (upstreams, declared) = upstreams(take("upstreams"), &mut errors);
-    let filters = typed_filter_list(take("filters"), "filters", &mut errors);
+    let base_dir = source.file.parent().unwrap_or(std::path::Path::new("."));
+    let auth = crate::auth::settings::auth(take("auth"), base_dir, &mut errors);
+    let consumers = crate::auth::settings::consumers(take("consumers"), &mut errors);
+    // Filters are checked against the config's own keys (the `jwt` filter needs them).
+    let deps = FilterDeps {
+        auth: std::sync::Arc::new(auth.clone()),
+        ..FilterDeps::for_validation()
+    };
+    let filters = typed_filter_list(take("filters"), "filters", &deps, &mut errors);
     let limits = limits(take("limits"), &mut errors);
     let trusted_proxies = trusted_proxies(take("trusted_proxies"), &mut errors);
     let shutdown_grace = shutdown_grace(take("shutdown"), &mut errors);
-    let routes = routes(take("routes"), &declared, limits.max_body, &mut errors);
+    let routes = routes(
+        take("routes"),
+        &declared,
+        limits.max_body,
+        &deps,
+        &mut errors,
+    );
     let cache = cache_settings(take("cache"), &mut errors);
     check_cache_after_auth(&filters, &routes, &mut errors);
 
@@ -133,6 +147,8 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
             trusted_proxies,
             shutdown_grace,
             cache,
+            auth,
+            consumers,
         })
     } else {
         Err(errors)
@@ -506,7 +522,12 @@ fn health_check(file: HealthCheckFile, base: &str, errors: &mut Errors) -> Optio
 }
 
 /// Deserializes and builds a list of filters, each at its own path.
-fn typed_filter_list(value: Value, base: &str, errors: &mut Errors) -> Vec<FilterSpec> {
+fn typed_filter_list(
+    value: Value,
+    base: &str,
+    deps: &FilterDeps,
+    errors: &mut Errors,
+) -> Vec<FilterSpec> {
     let items = match value {
         Value::Sequence(items) => items,
         Value::Null => return Vec::new(),
@@ -538,15 +559,20 @@ fn typed_filter_list(value: Value, base: &str, errors: &mut Errors) -> Vec<Filte
                 continue;
             }
         };
-        if let Some(spec) = build_filter(config, &path, errors) {
+        if let Some(spec) = build_filter(config, &path, deps, errors) {
             out.push(spec);
         }
     }
     out
 }
 
-fn build_filter(config: FilterConfig, path: &str, errors: &mut Errors) -> Option<FilterSpec> {
-    match config.check() {
+fn build_filter(
+    config: FilterConfig,
+    path: &str,
+    deps: &FilterDeps,
+    errors: &mut Errors,
+) -> Option<FilterSpec> {
+    match config.check_with(deps) {
         Ok(()) => Some(FilterSpec { config }),
         Err(option_errors) => {
             for e in option_errors {
@@ -657,6 +683,7 @@ fn routes(
     value: Value,
     declared: &[String],
     default_max_body: u64,
+    deps: &FilterDeps,
     errors: &mut Errors,
 ) -> Vec<RouteConfig> {
     let Value::Sequence(items) = value else {
@@ -700,7 +727,7 @@ fn routes(
                 ),
             );
         }
-        if let Some(route) = route(file, &base, default_max_body, errors) {
+        if let Some(route) = route(file, &base, default_max_body, deps, errors) {
             out.push((i, route));
         }
     }
@@ -712,6 +739,7 @@ fn route(
     file: RouteFile,
     base: &str,
     default_max_body: u64,
+    deps: &FilterDeps,
     errors: &mut Errors,
 ) -> Option<RouteConfig> {
     let before = errors.len();
@@ -774,7 +802,9 @@ fn route(
         .filters
         .into_iter()
         .enumerate()
-        .filter_map(|(j, config)| build_filter(config, &format!("{base}.filters[{j}]"), errors))
+        .filter_map(|(j, config)| {
+            build_filter(config, &format!("{base}.filters[{j}]"), deps, errors)
+        })
         .collect();
     check_route_cache_order(&filters, base, errors);
     (errors.len() == before).then_some(RouteConfig {

@@ -34,6 +34,9 @@ macro_rules! header_edit {
                 #[allow(clippy::redundant_closure_call)]
                 ($status)(&*self.0)
             }
+            fn count(&self, name: &HeaderName) -> usize {
+                self.0.headers.get_all(name).iter().count()
+            }
         }
     };
 }

@@ -121,3 +121,62 @@ fn routes_prints_the_resolved_table() {
         "{out}"
     );
 }
+
+#[test]
+fn hash_password_reads_stdin_and_token_mints_with_the_signing_key() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(fingate_bin())
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"s3cret-pw\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    assert!(!hash.contains("s3cret-pw"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "cli-test-secret-0123456789abcdef0123";
+    std::fs::write(
+        dir.path().join("g.yaml"),
+        format!("listen: [{{ address: '127.0.0.1:1' }}]\nauth:\n  audience: cli\n  keys: [{{ id: k1, algorithm: HS256, secret: '{secret}', sign: true }}]\nupstreams:\n  a: {{ targets: ['127.0.0.1:2'] }}\nroutes:\n  - {{ name: r, match: {{ prefix: /r }}, upstream: a }}\n"),
+    )
+    .unwrap();
+    let (code, token, err) = fingate(
+        &[
+            "token", "--sub", "ops", "--scope", "a:read", "--scope", "b:write", "--ttl", "5m",
+            "-c", "g.yaml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.set_audience(&["cli"]);
+    let data = jsonwebtoken::decode::<serde_json::Value>(
+        token.trim(),
+        &jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+        &v,
+    )
+    .unwrap();
+    assert_eq!(data.header.kid.as_deref(), Some("k1"));
+    assert_eq!(data.claims["sub"], "ops");
+    assert_eq!(data.claims["scope"], "a:read b:write");
+    assert_eq!(
+        data.claims["exp"].as_i64().unwrap() - data.claims["iat"].as_i64().unwrap(),
+        300
+    );
+    let (code, _, err) = fingate(&["consumers", "add", "x", "-c", "g.yaml"], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("store.backend: redis"), "{err}");
+}

@@ -41,8 +41,29 @@ fn start_demo() -> (Mock, Gateway) {
     (mock, gw)
 }
 
-fn statement_ids(gw: &Gateway, served: &mut HashSet<String>) -> Vec<String> {
-    let r = gw.get("/api/accounts/ACC-1001/statement?limit=500");
+/// Logs a demo consumer in with the password the README gives; returns the
+/// `Authorization` value.
+fn login(gw: &Gateway, username: &str, password: &str) -> String {
+    let body = serde_json::json!({ "username": username, "password": password });
+    let r = request(
+        gw.addr,
+        "POST",
+        "/auth/token",
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    format!("Bearer {}", r.json()["token"].as_str().unwrap())
+}
+
+fn statement_ids(gw: &Gateway, auth: &str, served: &mut HashSet<String>) -> Vec<String> {
+    let r = request(
+        gw.addr,
+        "GET",
+        "/api/accounts/ACC-1001/statement?limit=500",
+        &[("Authorization", auth)],
+        b"",
+    );
     assert_eq!(r.status, 200, "{}", r.body_text());
     served.insert(r.header("x-served-by").unwrap().to_owned());
     r.json()["transactions"]
@@ -56,8 +77,12 @@ fn statement_ids(gw: &Gateway, served: &mut HashSet<String>) -> Vec<String> {
 #[test]
 fn a_transfer_shows_in_the_statement_from_either_accounts_instance() {
     let (_mock, gw) = start_demo();
+    // Protected: no token, no statement.
+    let r = gw.get("/api/accounts/ACC-1001/statement");
+    assert_eq!(r.status, 401, "{}", r.body_text());
+    let auth = login(&gw, "mobile-app", "mobile-demo-pass");
     let mut served = HashSet::new();
-    let before = statement_ids(&gw, &mut served);
+    let before = statement_ids(&gw, &auth, &mut served);
 
     let r = request(
         gw.addr,
@@ -66,6 +91,7 @@ fn a_transfer_shows_in_the_statement_from_either_accounts_instance() {
         &[
             ("Content-Type", "application/json"),
             ("Idempotency-Key", "it-demo-1"),
+            ("Authorization", &auth),
         ],
         br#"{"from_account":"ACC-1001","to_account":"ACC-2001","amount":2500,"currency":"EUR"}"#,
     );
@@ -74,7 +100,7 @@ fn a_transfer_shows_in_the_statement_from_either_accounts_instance() {
     // Round robin alternates the two instances: read until both have answered.
     let mut served_after = HashSet::new();
     while served_after.len() < 2 {
-        let after = statement_ids(&gw, &mut served_after);
+        let after = statement_ids(&gw, &auth, &mut served_after);
         assert_eq!(
             after.len(),
             before.len() + 1,
@@ -91,11 +117,15 @@ fn a_transfer_shows_in_the_statement_from_either_accounts_instance() {
 #[test]
 fn loan_quote_and_fx_through_the_gateway() {
     let (_mock, gw) = start_demo();
+    let auth = login(&gw, "web-app", "web-demo-pass");
     let r = request(
         gw.addr,
         "POST",
         "/api/loans/quote",
-        &[("Content-Type", "application/json")],
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
         br#"{"principal":1000000,"annual_rate_bps":650,"months":12}"#,
     );
     assert_eq!(r.status, 201, "{}", r.body_text());
@@ -109,7 +139,26 @@ fn loan_quote_and_fx_through_the_gateway() {
     assert_eq!(principal, 1_000_000);
     let id = quote["id"].as_str().unwrap();
     // The loan-read route rewrites with a path template.
-    assert_eq!(gw.get(&format!("/api/loans/{id}")).json()["id"], id);
+    let read = request(
+        gw.addr,
+        "GET",
+        &format!("/api/loans/{id}"),
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(read.json()["id"], id);
+    // web-app may not move money: its token lacks payments:write.
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/payments",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        b"{}",
+    );
+    assert_eq!(r.status, 403, "{}", r.body_text());
 
     let fx = gw.get("/api/fx/EUR-USD");
     assert_eq!(fx.status, 200);

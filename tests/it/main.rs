@@ -8,11 +8,14 @@ mod redis;
 
 mod admin;
 mod cache;
+mod authkit;
 mod cli;
 mod demo;
 mod hardening;
 mod identity;
 mod lifecycle;
 mod rate_limit;
+mod jwt;
 mod routing;
+mod token_endpoint;
 mod upstreams;

@@ -1,0 +1,108 @@
+//! `GET|POST /admin/consumers`, `DELETE /admin/consumers/{username}`: run-time
+//! registration through the [`ConsumerStore`] seam. The file's consumers are
+//! listed; with the memory store, changes answer 409 saying what to do instead.
+
+use super::{error, json_response};
+use crate::auth::consumers::{Consumer, ConsumerStoreError};
+use crate::auth::settings::{scope_problem, username_problem};
+use crate::auth::{password, AuthRuntime};
+use http::{Method, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Registration body: the password is hashed here and never stored or logged.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewConsumer {
+    username: String,
+    password: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+fn store_error(e: &ConsumerStoreError) -> Response<Vec<u8>> {
+    match e {
+        ConsumerStoreError::ReadOnly(m) => error(StatusCode::CONFLICT, "read_only", m),
+        ConsumerStoreError::Exists(_) => error(StatusCode::CONFLICT, "exists", &e.to_string()),
+        ConsumerStoreError::Unavailable(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            &e.to_string(),
+        ),
+    }
+}
+
+pub(super) async fn handle(
+    method: &Method,
+    path: &str,
+    body: &[u8],
+    auth: &AuthRuntime,
+) -> Response<Vec<u8>> {
+    let store = &auth.consumers;
+    match (method, path.strip_prefix("/admin/consumers")) {
+        (&Method::GET, Some("")) => match store.list().await {
+            Ok(list) => json_response(StatusCode::OK, &json!({ "consumers": list })),
+            Err(e) => store_error(&e),
+        },
+        (&Method::POST, Some("")) => {
+            let new: NewConsumer = match serde_json::from_slice(body) {
+                Ok(n) => n,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        &format!("expected {{\"username\", \"password\", \"scopes\"}}: {e}"),
+                    )
+                }
+            };
+            let problem = username_problem(&new.username)
+                .or_else(|| new.scopes.iter().find_map(|s| scope_problem(s)))
+                .or_else(|| {
+                    new.password
+                        .is_empty()
+                        .then(|| "the password is empty".to_owned())
+                });
+            if let Some(p) = problem {
+                return error(StatusCode::BAD_REQUEST, "bad_request", &p);
+            }
+            let password = new.password;
+            let hash = match tokio::task::spawn_blocking(move || password::hash(&password)).await {
+                Ok(Ok(h)) => h,
+                _ => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        "hashing failed",
+                    )
+                }
+            };
+            let consumer = Consumer {
+                username: new.username.clone(),
+                password_hash: hash,
+                scopes: new.scopes,
+                disabled: false,
+            };
+            match store.add(consumer).await {
+                Ok(()) => json_response(StatusCode::CREATED, &json!({ "username": new.username })),
+                Err(e) => store_error(&e),
+            }
+        }
+        (&Method::DELETE, Some(rest)) if rest.len() > 1 && rest.starts_with('/') => {
+            match store.remove(&rest[1..]).await {
+                Ok(true) => json_response(StatusCode::OK, &json!({ "removed": &rest[1..] })),
+                Ok(false) => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such run-time consumer",
+                ),
+                Err(e) => store_error(&e),
+            }
+        }
+        (_, Some("")) => super::method_not_allowed("GET, POST"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "consumers API: GET|POST /admin/consumers, DELETE /admin/consumers/{username}",
+        ),
+    }
+}

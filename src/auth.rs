@@ -1,0 +1,89 @@
+//! Authentication: keys, registered clients (consumers), password hashing, the
+//! token endpoint and its failure throttle. The `jwt` filter (`filter/jwt.rs`)
+//! verifies the tokens issued here (and a partner's).
+//!
+//! Two seams let shared state replace the in-process parts without touching the
+//! rest: [`consumers::ConsumerStore`] (run-time registration, e.g. in Redis) and
+//! [`throttle::LoginThrottle`] (failure counting across a fleet).
+
+pub mod claims;
+pub mod cli;
+pub mod consumers;
+pub mod keys;
+pub mod password;
+pub mod settings;
+pub mod throttle;
+pub mod token_endpoint;
+
+pub use settings::AuthConfig;
+
+use consumers::{Consumer, ConsumerStore, YamlConsumers};
+use password::Verifier;
+use std::sync::Arc;
+use std::time::Duration;
+use throttle::{LoginThrottle, MemoryThrottle};
+use token_endpoint::TokenEndpoint;
+
+/// How long a login waits for a password-check slot before it is refused as busy.
+const LOGIN_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The auth parts of one runtime generation.
+#[derive(Debug)]
+pub struct AuthRuntime {
+    pub config: Arc<AuthConfig>,
+    pub consumers: Arc<dyn ConsumerStore>,
+    pub token_endpoint: Option<TokenEndpoint>,
+}
+
+impl AuthRuntime {
+    /// Builds the auth runtime. Failure counts and the password-check limiter
+    /// survive a reload that keeps their settings (`previous`).
+    pub fn build(
+        config: &AuthConfig,
+        consumers: &[Consumer],
+        previous: Option<&AuthRuntime>,
+    ) -> Self {
+        let config = Arc::new(config.clone());
+        let consumers: Arc<dyn ConsumerStore> = Arc::new(YamlConsumers::new(consumers));
+        let token_endpoint = config.token_endpoint.as_ref().and_then(|te| {
+            let signing_key = config.keys.signing()?.clone();
+            let kept = previous
+                .and_then(|p| p.token_endpoint.as_ref())
+                .filter(|p| {
+                    p.config.lockout == te.lockout
+                        && p.config.max_concurrent_logins == te.max_concurrent_logins
+                });
+            let (throttle, verifier): (Arc<dyn LoginThrottle>, _) = match kept {
+                Some(p) => (p.throttle.clone(), p.verifier.clone()),
+                None => (
+                    Arc::new(MemoryThrottle::new(te.lockout)),
+                    Arc::new(Verifier::new(te.max_concurrent_logins, LOGIN_QUEUE_TIMEOUT)),
+                ),
+            };
+            Some(TokenEndpoint {
+                config: te.clone(),
+                issuer: config.issuer.clone(),
+                audience: config.audience.clone(),
+                signing_key,
+                consumers: consumers.clone(),
+                throttle,
+                verifier,
+            })
+        });
+        Self {
+            config,
+            consumers,
+            token_endpoint,
+        }
+    }
+
+    /// The JWKS document, when the signing key is asymmetric (else `None`: an HMAC
+    /// secret has no public half).
+    pub fn jwks(&self) -> Option<serde_json::Value> {
+        self.config.keys.signing().filter(|k| k.jwk.is_some())?;
+        Some(self.config.keys.jwks())
+    }
+}
+
+/// Where the public half of the signing key is published.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";

@@ -1,0 +1,127 @@
+//! Token claims: what fingate issues and what it reads back.
+//!
+//! Claims are deserialized into strict types: a wrong-typed `exp`, `nbf`, `iss`,
+//! `aud` or `sub` (e.g. `"nbf": "later"`) fails decoding instead of being treated
+//! as absent, so a claim can never be skipped by changing its type.
+
+use serde::{Deserialize, Serialize};
+
+/// The claims the `jwt` filter needs. Unknown claims are ignored.
+#[derive(Debug, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default)]
+    pub nbf: Option<u64>,
+    pub iss: String,
+    pub aud: Audience,
+    /// Space-separated scopes (RFC 8693 `scope`).
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// `aud` is a string or a list of strings (RFC 7519 §4.1.3).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The claims of a token fingate issues (spec §4).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuedClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: String,
+    pub scope: String,
+}
+
+/// True when every scope in `required` is among the space-separated `granted`.
+/// Allocation-free: both lists are short.
+pub fn has_scopes(granted: Option<&str>, required: &[String]) -> bool {
+    let granted = granted.unwrap_or("");
+    required
+        .iter()
+        .all(|r| granted.split(' ').any(|g| !g.is_empty() && g == r))
+}
+
+/// Seconds since the Unix epoch as RFC 3339 UTC (`2026-11-30T03:15:00Z`).
+pub fn rfc3339(unix: u64) -> String {
+    let days = unix / 86_400;
+    let secs = unix % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Seconds since the Unix epoch now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_008_500), "2026-11-30T03:15:00Z");
+    }
+
+    #[test]
+    fn every_required_scope_must_be_granted() {
+        let req = vec!["accounts:read".to_owned(), "payments:write".to_owned()];
+        assert!(has_scopes(Some("payments:write accounts:read"), &req));
+        assert!(!has_scopes(Some("accounts:read"), &req));
+        assert!(!has_scopes(Some("accounts:readx payments:write"), &req));
+        assert!(!has_scopes(None, &req));
+        assert!(has_scopes(None, &[]));
+        assert!(
+            !has_scopes(Some(""), &["".to_owned()]),
+            "empty scope never matches"
+        );
+    }
+
+    #[test]
+    fn wrong_typed_claims_do_not_decode() {
+        let ok = r#"{"sub":"a","exp":10,"iss":"i","aud":["x","y"]}"#;
+        assert!(serde_json::from_str::<Claims>(ok).is_ok());
+        for bad in [
+            r#"{"sub":"a","exp":"10","iss":"i","aud":"x"}"#,
+            r#"{"sub":"a","exp":10,"nbf":"later","iss":"i","aud":"x"}"#,
+            r#"{"sub":"a","exp":10,"iss":["i"],"aud":"x"}"#,
+            r#"{"sub":"a","exp":10,"iss":"i","aud":7}"#,
+            r#"{"sub":1,"exp":10,"iss":"i","aud":"x"}"#,
+            r#"{"sub":"a","iss":"i","aud":"x"}"#,
+        ] {
+            assert!(serde_json::from_str::<Claims>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! `POST /auth/token` (spec §4): a registered client trades its username and
+//! password for a signed token.
+//!
+//! Pingora-free: the proxy reads the body (at most [`MAX_BODY`]) and hands it here
+//! with the method and content type; the answer is a [`LocalResponse`].
+
+use super::claims::{now, rfc3339, IssuedClaims};
+use super::consumers::ConsumerStore;
+use super::keys::Key;
+use super::password::{Verifier, VerifyError};
+use super::settings::TokenEndpointConfig;
+use super::throttle::{LoginThrottle, Subject};
+use crate::config::units::DurationStr;
+use crate::filter::LocalResponse;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, StatusCode};
+use serde_json::{json, Value};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest accepted request body: a username, a password and a lifetime.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The login, ready to serve.
+#[derive(Debug)]
+pub struct TokenEndpoint {
+    pub config: TokenEndpointConfig,
+    pub issuer: String,
+    pub audience: String,
+    pub signing_key: Arc<Key>,
+    pub consumers: Arc<dyn ConsumerStore>,
+    pub throttle: Arc<dyn LoginThrottle>,
+    pub verifier: Arc<Verifier>,
+}
+
+/// One login request as the proxy read it.
+#[derive(Debug)]
+pub struct TokenRequest<'a> {
+    pub method: &'a Method,
+    pub content_type: Option<&'a [u8]>,
+    pub body: &'a [u8],
+    pub client_ip: Option<IpAddr>,
+    pub request_id: &'a str,
+}
+
+/// The parsed body.
+#[derive(Debug, PartialEq, Eq)]
+struct Login {
+    username: String,
+    password: String,
+    ttl: Option<Duration>,
+}
+
+/// What came of a request: the answer, and the consumer when a token was issued.
+#[derive(Debug)]
+pub struct TokenOutcome {
+    pub response: LocalResponse,
+    pub consumer: Option<String>,
+}
+
+fn bad_request(message: &str, request_id: &str) -> LocalResponse {
+    LocalResponse::error(StatusCode::BAD_REQUEST, "bad_request", message, request_id)
+}
+
+fn is_json(content_type: Option<&[u8]>) -> bool {
+    content_type
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Parses the body, naming the first problem found.
+fn parse(body: &[u8]) -> Result<Login, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    let Value::Object(map) = value else {
+        return Err("the body must be a JSON object: {\"username\": ..., \"password\": ..., \"tokenexp\": 900}".into());
+    };
+    let text = |key: &str| match map.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(format!("`{key}` is empty")),
+        Some(_) => Err(format!("`{key}` must be a string")),
+        None => Err(format!("`{key}` is missing")),
+    };
+    let username = text("username")?;
+    let password = text("password")?;
+    let ttl = match map.get("tokenexp") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(s) if s > 0 => Some(Duration::from_secs(s)),
+            _ => return Err(
+                "`tokenexp` must be a positive whole number of seconds or a duration like \"15m\""
+                    .into(),
+            ),
+        },
+        Some(Value::String(s)) => match DurationStr::parse(s) {
+            Ok(d) if d.0 >= Duration::from_secs(1) => Some(d.0),
+            Ok(_) => return Err("`tokenexp` must be at least 1s".into()),
+            Err(e) => return Err(format!("`tokenexp`: {e}")),
+        },
+        Some(_) => {
+            return Err(
+                "`tokenexp` must be a number of seconds or a duration string like \"15m\"".into(),
+            )
+        }
+    };
+    Ok(Login {
+        username,
+        password,
+        ttl,
+    })
+}
+
+impl TokenEndpoint {
+    pub async fn handle(&self, req: TokenRequest<'_>) -> TokenOutcome {
+        let id = req.request_id;
+        let refuse = |response| TokenOutcome {
+            response,
+            consumer: None,
+        };
+        if *req.method != Method::POST {
+            let r = LocalResponse::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "log in with POST and a JSON body",
+                id,
+            )
+            .with_header(header::ALLOW, HeaderValue::from_static("POST"));
+            return refuse(r);
+        }
+        if !is_json(req.content_type) {
+            return refuse(bad_request("send Content-Type: application/json", id));
+        }
+        if req.body.len() > MAX_BODY {
+            return refuse(LocalResponse::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the login body is limited to 16 KiB",
+                id,
+            ));
+        }
+        let login = match parse(req.body) {
+            Ok(l) => l,
+            Err(message) => return refuse(bad_request(&message, id)),
+        };
+        let mut subjects = vec![Subject::Username(login.username.clone())];
+        subjects.extend(req.client_ip.map(Subject::Ip));
+        if let Some(wait) = self.throttle.blocked(&subjects).await {
+            return refuse(too_many(
+                "too many failed logins; try again later",
+                wait,
+                id,
+            ));
+        }
+        let consumer = match self.consumers.get(&login.username).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "consumer lookup failed");
+                return refuse(LocalResponse::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the consumer store is unavailable",
+                    id,
+                ));
+            }
+        };
+        // Unknown and disabled consumers are checked too (against a dummy hash /
+        // their own), so every refusal costs the same time.
+        let phc = consumer.as_ref().map(|c| c.password_hash.clone());
+        let ok = match self.verifier.verify(login.password, phc).await {
+            Ok(ok) => ok,
+            Err(VerifyError::Busy) => {
+                return refuse(too_many(
+                    "too many logins in progress; retry shortly",
+                    Duration::from_secs(1),
+                    id,
+                ));
+            }
+        };
+        let consumer = match consumer {
+            Some(c) if ok && !c.disabled => c,
+            _ => {
+                self.throttle.failed(&subjects).await;
+                tracing::info!(request_id = id, "login refused: invalid credentials");
+                return refuse(LocalResponse::error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_credentials",
+                    "unknown username or wrong password",
+                    id,
+                ));
+            }
+        };
+        self.throttle.succeeded(&consumer.username).await;
+        let ttl = login
+            .ttl
+            .unwrap_or(self.config.default_ttl)
+            .min(self.config.max_ttl);
+        match mint(
+            &self.signing_key,
+            &self.issuer,
+            &self.audience,
+            &consumer.username,
+            &consumer.scopes.join(" "),
+            ttl,
+        ) {
+            Ok((token, exp)) => {
+                let body = json!({
+                    "token": token,
+                    "token_type": "Bearer",
+                    "expires_in": ttl.as_secs(),
+                    "expires_at": rfc3339(exp),
+                });
+                let response = LocalResponse {
+                    status: StatusCode::OK,
+                    headers: vec![
+                        (
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        ),
+                        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                        (header::PRAGMA, HeaderValue::from_static("no-cache")),
+                    ],
+                    body: Bytes::from(body.to_string()),
+                };
+                TokenOutcome {
+                    response,
+                    consumer: Some(consumer.username.clone()),
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "signing a token failed");
+                refuse(LocalResponse::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the token could not be signed",
+                    id,
+                ))
+            }
+        }
+    }
+}
+
+fn too_many(message: &str, wait: Duration, id: &str) -> LocalResponse {
+    let secs = wait.as_secs().max(1);
+    let r = LocalResponse::error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message, id);
+    match HeaderValue::from_str(&secs.to_string()) {
+        Ok(v) => r.with_header(header::RETRY_AFTER, v),
+        Err(_) => r,
+    }
+}
+
+/// Signs a token for `sub`: (token, exp). Also used by `fingate token`.
+pub fn mint(
+    key: &Key,
+    issuer: &str,
+    audience: &str,
+    sub: &str,
+    scope: &str,
+    ttl: Duration,
+) -> Result<(String, u64), String> {
+    let encoding = key.encoding.as_ref().ok_or("this key cannot sign")?;
+    let iat = now();
+    let exp = iat + ttl.as_secs();
+    let claims = IssuedClaims {
+        iss: issuer.into(),
+        aud: audience.into(),
+        sub: sub.into(),
+        iat,
+        exp,
+        jti: uuid::Uuid::new_v4().to_string(),
+        scope: scope.into(),
+    };
+    let mut header = jsonwebtoken::Header::new(key.algorithm);
+    header.kid = Some(key.id.clone());
+    jsonwebtoken::encode(&header, &claims, encoding)
+        .map(|t| (t, exp))
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_parsed_strictly() {
+        let ok = parse(br#"{"username":"u","password":"p","tokenexp":"15m"}"#).unwrap();
+        assert_eq!(ok.ttl, Some(Duration::from_secs(900)));
+        assert_eq!(
+            parse(br#"{"username":"u","password":"p","tokenexp":60}"#)
+                .unwrap()
+                .ttl,
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse(br#"{"username":"u","password":"p"}"#).unwrap().ttl,
+            None
+        );
+        for (body, says) in [
+            (&b"not json"[..], "not valid JSON"),
+            (br#"["u","p"]"#, "JSON object"),
+            (br#"{"username":"u"}"#, "`password` is missing"),
+            (
+                br#"{"username":7,"password":"p"}"#,
+                "`username` must be a string",
+            ),
+            (br#"{"username":"u","password":""}"#, "`password` is empty"),
+            (
+                br#"{"username":"u","password":"p","tokenexp":-5}"#,
+                "positive",
+            ),
+            (
+                br#"{"username":"u","password":"p","tokenexp":1.5}"#,
+                "positive",
+            ),
+            (
+                br#"{"username":"u","password":"p","tokenexp":"soon"}"#,
+                "tokenexp",
+            ),
+            (
+                br#"{"username":"u","password":"p","tokenexp":true}"#,
+                "tokenexp",
+            ),
+        ] {
+            let e = parse(body).unwrap_err();
+            assert!(e.contains(says), "{e} should mention {says}");
+        }
+    }
+
+    #[test]
+    fn the_content_type_must_be_json() {
+        assert!(is_json(Some(b"application/json")));
+        assert!(is_json(Some(b"Application/JSON; charset=utf-8")));
+        assert!(!is_json(Some(b"text/plain")));
+        assert!(!is_json(Some(b"application/jsonx")));
+        assert!(!is_json(None));
+    }
+}

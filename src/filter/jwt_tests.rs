@@ -1,0 +1,177 @@
+use super::*;
+use crate::auth::keys::{self, Material, Policy};
+use crate::auth::settings::AuthConfig;
+use http::HeaderMap;
+use serde_json::json;
+use std::time::Duration;
+
+const SECRET: &str = "unit-test-secret-0123456789abcdef!!";
+
+fn filter(scopes: &[&str]) -> JwtFilter {
+    let policy = Policy {
+        issuer: "fingate",
+        audience: "api",
+        leeway: Duration::from_secs(5),
+    };
+    let key = keys::build(
+        "main",
+        jsonwebtoken::Algorithm::HS256,
+        Material::Secret(SECRET),
+        true,
+        Accept::Everywhere,
+        "fingate",
+        &policy,
+    )
+    .unwrap();
+    let auth = AuthConfig {
+        keys: Arc::new(keys::KeySet {
+            keys: vec![Arc::new(key)],
+        }),
+        ..AuthConfig::default()
+    };
+    let deps = FilterDeps {
+        auth: Arc::new(auth),
+        ..FilterDeps::for_validation()
+    };
+    let options = JwtOptions {
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        keys: None,
+    };
+    JwtFilter::new(&options, &deps).unwrap()
+}
+
+fn token(claims: serde_json::Value) -> String {
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    h.kid = Some("main".into());
+    jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn now() -> u64 {
+    crate::auth::claims::now()
+}
+
+fn with_auth(value: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+    h
+}
+
+#[test]
+fn bearer_parsing() {
+    assert_eq!(bearer(&with_auth("Bearer abc.def.ghi")), Ok("abc.def.ghi"));
+    assert_eq!(bearer(&with_auth("bearer abc")), Ok("abc"));
+    assert_eq!(bearer(&HeaderMap::new()), Err(Reason::Missing));
+    for bad in [
+        "Bearer",
+        "Bearer ",
+        "Basic abc",
+        "Bearer a b",
+        "Bearer a\"b",
+        "Bearerabc",
+    ] {
+        assert_eq!(bearer(&with_auth(bad)), Err(Reason::Malformed), "{bad:?}");
+    }
+    let mut two = with_auth("Bearer a");
+    two.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
+    assert_eq!(bearer(&two), Err(Reason::Malformed));
+    let huge = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
+    assert_eq!(bearer(&with_auth(&huge)), Err(Reason::Malformed));
+}
+
+#[tokio::test]
+async fn success_sets_the_consumer_and_the_upstream_identity() {
+    let f = filter(&["accounts:read"]);
+    let t = token(
+        json!({"sub": "alice", "exp": now() + 60, "iss": "fingate", "aud": ["other", "api"], "scope": "accounts:read x"}),
+    );
+    let mut req = with_auth(&format!("Bearer {t}"));
+    let mut ctx = RequestContext::new(http::Method::GET, "/".into());
+    assert!(matches!(
+        f.request(&mut req, &mut ctx).await.unwrap(),
+        Flow::Continue
+    ));
+    assert_eq!(ctx.consumer.as_deref(), Some("alice"));
+    let mut upstream = HeaderMap::new();
+    f.upstream_request(&mut upstream, &ctx);
+    assert_eq!(upstream.get("x-consumer-id").unwrap(), "alice");
+    assert_eq!(
+        upstream.get("x-consumer-scopes").unwrap(),
+        "accounts:read x"
+    );
+}
+
+#[test]
+fn claims_are_checked() {
+    let f = filter(&[]);
+    let base = json!({"sub": "alice", "exp": now() + 60, "iss": "fingate", "aud": "api"});
+    let check = |patch: serde_json::Value| {
+        let mut c = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        f.verify(&with_auth(&format!("Bearer {}", token(c))))
+            .map(|c| c.sub)
+    };
+    assert_eq!(check(json!({})), Ok("alice".into()));
+    assert_eq!(
+        check(json!({"exp": now() - 3})),
+        Ok("alice".into()),
+        "within leeway"
+    );
+    assert_eq!(
+        check(json!({"exp": now() - 30})).unwrap_err(),
+        Reason::Expired
+    );
+    assert_eq!(
+        check(json!({"nbf": now() + 30})).unwrap_err(),
+        Reason::NotYetValid
+    );
+    assert_eq!(check(json!({"iss": "x"})).unwrap_err(), Reason::WrongIssuer);
+    assert_eq!(
+        check(json!({"aud": "x"})).unwrap_err(),
+        Reason::WrongAudience
+    );
+    assert_eq!(
+        check(json!({"aud": []})).unwrap_err(),
+        Reason::WrongAudience
+    );
+    assert_eq!(check(json!({"exp": null})).unwrap_err(), Reason::Malformed);
+    assert_eq!(check(json!({"sub": null})).unwrap_err(), Reason::Malformed);
+    assert_eq!(
+        check(json!({"nbf": "soon"})).unwrap_err(),
+        Reason::Malformed
+    );
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_403() {
+    let f = filter(&["payments:write"]);
+    let t = token(
+        json!({"sub": "a", "exp": now() + 60, "iss": "fingate", "aud": "api", "scope": "accounts:read"}),
+    );
+    let mut ctx = RequestContext::new(http::Method::GET, "/".into());
+    let Flow::Respond(r) = f
+        .request(&mut with_auth(&format!("Bearer {t}")), &mut ctx)
+        .await
+        .unwrap()
+    else {
+        panic!("should refuse");
+    };
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(ctx.consumer.is_none());
+}
+
+#[test]
+fn jwt_without_keys_is_a_config_error() {
+    let e = JwtFilter::new(&JwtOptions::default(), &FilterDeps::for_validation()).unwrap_err();
+    assert!(e[0].message.contains("auth.keys"), "{e:?}");
+}
