@@ -7,15 +7,15 @@ mod harness;
 mod redis;
 
 mod admin;
-mod cache;
 mod authkit;
+mod cache;
 mod cli;
 mod demo;
 mod hardening;
 mod identity;
+mod jwt;
 mod lifecycle;
 mod rate_limit;
-mod jwt;
 mod routing;
 mod token_endpoint;
 mod upstreams;
