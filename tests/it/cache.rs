@@ -351,3 +351,46 @@ fn reload_keeps_entries_of_unchanged_routes_only() {
         "changed route starts afresh"
     );
 }
+
+/// Authenticated data is keyed per consumer: two real tokens, one cached route.
+#[test]
+fn each_consumer_gets_its_own_cached_data() {
+    use crate::authkit;
+    let m = Mock::one("accounts", "a", &[]);
+    let yaml = authkit::config(m.addr("a"), authkit::NO_LOCKOUT)
+        + "  - { name: my-accounts, match: { path: /my/accounts }, upstream: a, rewrite: { path: /accounts }, filters: [ { jwt: { scopes: [accounts:read] } }, { cache: { ttl: 30s } } ] }\n";
+    let gw = Gateway::start(&yaml);
+    let (mobile, web) = (
+        authkit::token_for(&gw, "mobile-app"),
+        authkit::token_for(&gw, "web-app"),
+    );
+
+    let first_mobile = authkit::bearer_get(&gw, "/my/accounts", &mobile);
+    assert_eq!(first_mobile.status, 200, "{}", first_mobile.body_text());
+    assert_eq!(first_mobile.header("x-cache"), Some("MISS"));
+    assert!(
+        first_mobile.body_text().contains("ACC-1001")
+            && !first_mobile.body_text().contains("ACC-2001")
+    );
+
+    let first_web = authkit::bearer_get(&gw, "/my/accounts", &web);
+    assert_eq!(
+        first_web.header("x-cache"),
+        Some("MISS"),
+        "web-app must not get mobile-app's entry"
+    );
+    assert!(
+        first_web.body_text().contains("ACC-2001") && !first_web.body_text().contains("ACC-1001")
+    );
+
+    for (token, first) in [(&mobile, &first_mobile), (&web, &first_web)] {
+        let again = authkit::bearer_get(&gw, "/my/accounts", token);
+        assert_eq!(again.header("x-cache"), Some("HIT"));
+        assert_eq!(again.body, first.body);
+    }
+    let anonymous = gw.get("/my/accounts");
+    assert_eq!(anonymous.status, 401);
+    assert_ne!(anonymous.header("x-cache"), Some("HIT"));
+    let stats = get(m.addr("a"), "/_mock/stats").json();
+    assert_eq!(stats["by_path"]["/accounts"], 2, "{stats}");
+}
