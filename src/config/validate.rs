@@ -770,6 +770,7 @@ fn route(
         }
         parsed
     });
+    check_pattern_is_normalised(&pattern, base, errors);
     let spec = RouteSpec {
         host: m.host,
         methods,
@@ -854,4 +855,29 @@ fn renumber(message: &str, routes: &[(usize, RouteConfig)]) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Requests are routed on their normalised path, so a pattern literal that
+/// normalisation would change (`/%41`, `/caf\u{e9}`, `/a/./b`) could never match:
+/// refuse it and name the spelling that would.
+fn check_pattern_is_normalised(pattern: &PathPattern, base: &str, errors: &mut Errors) {
+    let (key, text) = match pattern {
+        PathPattern::Exact(p) => ("path", p),
+        PathPattern::Prefix(p) => ("prefix", p),
+    };
+    for segment in text
+        .split('/')
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+    {
+        let as_path = format!("/{segment}");
+        match crate::normalize::normalize_path(&as_path) {
+            Ok(n) if n == as_path => {}
+            Ok(n) => push(
+                errors,
+                format!("{base}.match.{key}"),
+                format!("segment {segment:?} never matches: requests are normalised first; write it as {:?}", &n[1..]),
+            ),
+            Err(e) => push(errors, format!("{base}.match.{key}"), format!("segment {segment:?} never matches: {e}")),
+        }
+    }
 }

@@ -180,3 +180,22 @@ fn hash_password_reads_stdin_and_token_mints_with_the_signing_key() {
     assert_eq!(code, 1);
     assert!(err.contains("store.backend: redis"), "{err}");
 }
+
+#[test]
+fn validate_refuses_patterns_that_normalised_requests_never_match() {
+    let dir = tempfile::tempdir().unwrap();
+    for (pattern, hint) in [
+        ("/%41dmin", "\"Admin\""),
+        ("/caf\u{e9}", "\"caf%C3%A9\""),
+        ("/a/../b", "never matches"),
+    ] {
+        let yaml = format!("listen: [{{ address: 127.0.0.1:18080 }}]\nupstreams:\n  u: {{ targets: [127.0.0.1:9101] }}\nroutes:\n  - {{ name: a, match: {{ prefix: '{pattern}' }}, upstream: u }}\n");
+        std::fs::write(dir.path().join("p.yaml"), yaml).unwrap();
+        let (code, _, err) = fingate(&["validate", "-c", "p.yaml"], dir.path());
+        assert_eq!(code, 1, "{pattern} accepted");
+        assert!(
+            err.contains("routes[0].match.prefix") && err.contains(hint),
+            "{pattern}: {err}"
+        );
+    }
+}
