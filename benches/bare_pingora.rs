@@ -15,6 +15,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// The same allocator as fingate (src/main.rs), so the baseline stays comparable.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The same upstream keep-alive as fingate's (`UPSTREAM_IDLE_TIMEOUT` in src/proxy.rs).
 const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
