@@ -215,7 +215,11 @@ impl Gateway {
                     self.log()
                 );
             }
-            if try_request(admin, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200) {
+            // Pingora starts the admin and proxy services side by side: ready means
+            // both the admin probe answers and the public listener accepts.
+            let admin_up =
+                try_request(admin, "GET", "/healthz", &[], b"").is_ok_and(|r| r.status == 200);
+            if admin_up && TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok() {
                 break;
             }
             assert!(
