@@ -2,9 +2,9 @@
 //! token endpoint and its failure throttle. The `jwt` filter (`filter/jwt.rs`)
 //! verifies the tokens issued here (and a partner's).
 //!
-//! Two seams let shared state replace the in-process parts without touching the
-//! rest: [`consumers::ConsumerStore`] (run-time registration, e.g. in Redis) and
-//! [`throttle::LoginThrottle`] (failure counting across a fleet).
+//! Consumers come from the file and, with the redis store, from run-time
+//! registration ([`consumers::SharedConsumers`]); login failures are counted in the
+//! same store ([`throttle::LoginThrottle`]), so a fleet shares both.
 
 pub mod claims;
 pub mod cli;
@@ -17,11 +17,13 @@ pub mod token_endpoint;
 
 pub use settings::AuthConfig;
 
-use consumers::{Consumer, ConsumerStore, YamlConsumers};
+use crate::config::StoreBackend;
+use crate::store::Store;
+use consumers::{Consumer, ConsumerStore, Layered, SharedConsumers, YamlConsumers};
 use password::Verifier;
 use std::sync::Arc;
 use std::time::Duration;
-use throttle::{LoginThrottle, MemoryThrottle};
+use throttle::LoginThrottle;
 use token_endpoint::TokenEndpoint;
 
 /// How long a login waits for a password-check slot before it is refused as busy.
@@ -36,30 +38,36 @@ pub struct AuthRuntime {
 }
 
 impl AuthRuntime {
-    /// Builds the auth runtime. Failure counts and the password-check limiter
-    /// survive a reload that keeps their settings (`previous`).
+    /// Builds the auth runtime over the runtime's `store`. Failure counts live in
+    /// the store (they survive reloads with it); the password-check limiter
+    /// survives a reload that keeps its setting (`previous`).
     pub fn build(
         config: &AuthConfig,
         consumers: &[Consumer],
+        store: &Arc<dyn Store>,
         previous: Option<&AuthRuntime>,
     ) -> Self {
         let config = Arc::new(config.clone());
-        let consumers: Arc<dyn ConsumerStore> = Arc::new(YamlConsumers::new(consumers));
+        let yaml = Arc::new(YamlConsumers::new(consumers));
+        // Run-time registration needs state that outlives the process: only the
+        // shared store gives that; with memory, the file's list answers 409.
+        let consumers: Arc<dyn ConsumerStore> = match store.backend() {
+            StoreBackend::Redis => Arc::new(Layered {
+                yaml,
+                runtime: Arc::new(SharedConsumers::new(store.clone())),
+            }),
+            StoreBackend::Memory => yaml,
+        };
         let token_endpoint = config.token_endpoint.as_ref().and_then(|te| {
             let signing_key = config.keys.signing()?.clone();
-            let kept = previous
+            let verifier = previous
                 .and_then(|p| p.token_endpoint.as_ref())
-                .filter(|p| {
-                    p.config.lockout == te.lockout
-                        && p.config.max_concurrent_logins == te.max_concurrent_logins
-                });
-            let (throttle, verifier): (Arc<dyn LoginThrottle>, _) = match kept {
-                Some(p) => (p.throttle.clone(), p.verifier.clone()),
-                None => (
-                    Arc::new(MemoryThrottle::new(te.lockout)),
-                    Arc::new(Verifier::new(te.max_concurrent_logins, LOGIN_QUEUE_TIMEOUT)),
-                ),
-            };
+                .filter(|p| p.config.max_concurrent_logins == te.max_concurrent_logins)
+                .map_or_else(
+                    || Arc::new(Verifier::new(te.max_concurrent_logins, LOGIN_QUEUE_TIMEOUT)),
+                    |p| p.verifier.clone(),
+                );
+            let throttle = Arc::new(LoginThrottle::new(store.clone(), te.lockout));
             Some(TokenEndpoint {
                 config: te.clone(),
                 issuer: config.issuer.clone(),

@@ -63,7 +63,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             ttl,
             config,
         } => fingate::auth::cli::token(&config.config, &sub, &scopes, &ttl),
-        Command::Consumers { action } => fingate::auth::cli::consumers(action.config(), &action),
+        Command::Consumers { action } => fingate::auth::cli::consumers(&action),
         Command::Routes { config } => {
             let config = match config::load(&config.config) {
                 Ok(c) => c,

@@ -76,6 +76,7 @@ impl Runtime {
         let auth = Arc::new(crate::auth::AuthRuntime::build(
             &config.auth,
             &config.consumers,
+            &store,
             previous.map(|p| p.auth.as_ref()),
         ));
         let mut entries = Vec::with_capacity(config.routes.len());

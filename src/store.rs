@@ -58,6 +58,24 @@ pub trait Store: Send + Sync + Debug {
 
     /// Removes `key`; true when it existed.
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// One field of the map `map` (a Redis hash): records that must be listed
+    /// together, such as run-time consumers. Maps never expire.
+    async fn map_get(&self, map: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Sets `field` only if it is absent, atomically; false when it already existed.
+    async fn map_insert_new(
+        &self,
+        map: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError>;
+
+    /// Removes `field`; true when it existed.
+    async fn map_remove(&self, map: &str, field: &str) -> Result<bool, StoreError>;
+
+    /// Every field of `map`, in no particular order.
+    async fn map_entries(&self, map: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 }
 
 /// Builds the store a config asks for. Never does I/O: a redis store connects

@@ -18,6 +18,9 @@ struct NewConsumer {
     password: String,
     #[serde(default)]
     scopes: Vec<String>,
+    /// Registered but refused at login, like a wrong password (as in the file).
+    #[serde(default)]
+    disabled: bool,
 }
 
 fn store_error(e: &ConsumerStoreError) -> Response<Vec<u8>> {
@@ -29,6 +32,9 @@ fn store_error(e: &ConsumerStoreError) -> Response<Vec<u8>> {
             "store_unavailable",
             &e.to_string(),
         ),
+        ConsumerStoreError::Corrupt(m) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", m)
+        }
     }
 }
 
@@ -51,7 +57,9 @@ pub(super) async fn handle(
                     return error(
                         StatusCode::BAD_REQUEST,
                         "bad_request",
-                        &format!("expected {{\"username\", \"password\", \"scopes\"}}: {e}"),
+                        &format!(
+                        "expected {{\"username\", \"password\", \"scopes\", \"disabled\"}}: {e}"
+                    ),
                     )
                 }
             };
@@ -80,7 +88,7 @@ pub(super) async fn handle(
                 username: new.username.clone(),
                 password_hash: hash,
                 scopes: new.scopes,
-                disabled: false,
+                disabled: new.disabled,
             };
             match store.add(consumer).await {
                 Ok(()) => json_response(StatusCode::CREATED, &json!({ "username": new.username })),

@@ -2,14 +2,19 @@
 //! Passwords come from stdin only: never from argv, where `ps` and shell history
 //! would show them.
 
-use super::consumers::{ConsumerStore, YamlConsumers, READ_ONLY_MESSAGE};
+use super::consumers::{
+    Consumer, ConsumerStore, Layered, SharedConsumers, YamlConsumers, READ_ONLY_MESSAGE,
+};
 use super::token_endpoint::mint;
 use super::{password, settings};
 use crate::cli::ConsumersAction;
 use crate::config::{self, units::DurationStr, StoreBackend};
+use crate::store::RedisStore;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// One line from stdin, without its line ending.
 fn read_password() -> anyhow::Result<String> {
@@ -73,19 +78,38 @@ pub fn token(path: &Path, sub: &str, scopes: &[String], ttl: &str) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn consumers(path: &Path, action: &ConsumersAction) -> anyhow::Result<ExitCode> {
+/// The consumers the gateway would see: the file's, and with the redis store the
+/// run-time ones too (the same [`Layered`] view the admin API uses).
+fn consumer_store(config: &config::Config) -> Arc<dyn ConsumerStore> {
+    let yaml = Arc::new(YamlConsumers::new(&config.consumers));
+    match (config.store.backend, &config.store.url) {
+        (StoreBackend::Redis, Some(url)) => {
+            // A person is waiting, not a request: allow a slow link more than the
+            // per-operation budget the gateway uses.
+            let timeout = config.store.timeout.max(CLI_STORE_TIMEOUT);
+            Arc::new(Layered {
+                yaml,
+                runtime: Arc::new(SharedConsumers::new(RedisStore::open(url, timeout))),
+            })
+        }
+        _ => yaml,
+    }
+}
+
+const CLI_STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn consumers(action: &ConsumersAction) -> anyhow::Result<ExitCode> {
+    let path = action.config();
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };
-    if config.store.backend == StoreBackend::Redis {
-        // The redis consumer store arrives with the shared store; see the README status.
-        anyhow::bail!("run-time consumers in redis are not implemented in this build yet");
-    }
-    let yaml = YamlConsumers::new(&config.consumers);
-    let rt = tokio::runtime::Builder::new_current_thread().build()?;
-    match action {
-        ConsumersAction::List { .. } => {
-            for c in rt.block_on(yaml.list())? {
+    let store = consumer_store(&config);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = match action {
+        ConsumersAction::List { .. } => rt.block_on(store.list()).map(|list| {
+            for c in list {
                 let state = if c.disabled { " (disabled)" } else { "" };
                 println!(
                     "{}\t{}\t{}{state}",
@@ -94,10 +118,47 @@ pub fn consumers(path: &Path, action: &ConsumersAction) -> anyhow::Result<ExitCo
                     c.scopes.join(" ")
                 );
             }
-            Ok(ExitCode::SUCCESS)
+        }),
+        ConsumersAction::Add {
+            username, scopes, ..
+        } => {
+            if config.store.backend != StoreBackend::Redis {
+                // Say so before asking for a password that could not be kept.
+                eprintln!("fingate: {READ_ONLY_MESSAGE}");
+                return Ok(ExitCode::FAILURE);
+            }
+            if let Some(p) = settings::username_problem(username) {
+                anyhow::bail!("username: {p}");
+            }
+            if let Some(p) = scopes.iter().find_map(|s| settings::scope_problem(s)) {
+                anyhow::bail!("--scope: {p}");
+            }
+            let hash = password::hash(&read_password()?).map_err(anyhow::Error::msg)?;
+            let consumer = Consumer {
+                username: username.clone(),
+                password_hash: hash,
+                scopes: scopes.clone(),
+                disabled: false,
+            };
+            rt.block_on(store.add(consumer))
+                .map(|()| println!("added {username}"))
         }
-        ConsumersAction::Add { .. } | ConsumersAction::Remove { .. } => {
-            eprintln!("fingate: {READ_ONLY_MESSAGE}");
+        ConsumersAction::Remove { username, .. } => match rt.block_on(store.remove(username)) {
+            Ok(true) => {
+                println!("removed {username}");
+                Ok(())
+            }
+            Ok(false) => {
+                eprintln!("fingate: no run-time consumer named {username:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match outcome {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("fingate: {e}");
             Ok(ExitCode::FAILURE)
         }
     }

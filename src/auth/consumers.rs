@@ -1,9 +1,13 @@
 //! Registered clients ("consumers") and where they are kept.
 //!
 //! [`ConsumerStore`] is the seam: [`YamlConsumers`] serves the `consumers:` list of
-//! the config (read-only: edit the file and reload); a run-time store backed by the
-//! shared store (Redis) implements the same trait, and [`Layered`] puts the YAML
-//! list in front of it.
+//! the config (read-only: edit the file and reload); [`SharedConsumers`] keeps
+//! run-time registrations in the shared store (Redis), and [`Layered`] puts the
+//! YAML list in front of it.
+
+mod shared;
+
+pub use shared::{SharedConsumers, CONSUMERS_KEY};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -40,6 +44,9 @@ pub enum ConsumerStoreError {
     Exists(String),
     #[error("the consumer store is unavailable: {0}")]
     Unavailable(String),
+    /// A stored record cannot be read; the message names it.
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 /// Where consumers are looked up at login and managed by the admin API / CLI.

@@ -1,15 +1,15 @@
-//! Refusing logins for a username or a client address that keeps failing.
+//! Refusing logins for a username or a client address that keeps failing, counted
+//! with the rate-limit machinery in the shared store so a fleet counts together.
 //!
-//! [`LoginThrottle`] is the seam: [`MemoryThrottle`] counts in this process; a
-//! shared-store version (e.g. the rate-limit store's fixed window in Redis) can
-//! replace it so a fleet counts together.
+//! Each subject has a GCRA limit with no burst: `username_failures` (or
+//! `ip_failures`) failed logins at once, then one more per `window / failures`. A
+//! correct password clears the username's count. When the store fails, a local
+//! limiter with the same settings keeps counting, so guessing stays bounded.
 
-use async_trait::async_trait;
-use std::collections::HashMap;
-use std::fmt::Debug;
+use crate::store::{Algorithm, MemoryStore, Rule, Store};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Who is failing: a username (known or not) or a client address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -18,18 +18,7 @@ pub enum Subject {
     Ip(IpAddr),
 }
 
-/// Counts failed logins per subject in a fixed window.
-#[async_trait]
-pub trait LoginThrottle: Send + Sync + Debug {
-    /// `Some(retry_after)` when any of `subjects` is over its limit now.
-    async fn blocked(&self, subjects: &[Subject]) -> Option<Duration>;
-    /// Counts one failure against each subject.
-    async fn failed(&self, subjects: &[Subject]);
-    /// A correct password clears the username's count (not the address's).
-    async fn succeeded(&self, username: &str);
-}
-
-/// Limits: failures allowed per window before logins are refused until it ends.
+/// Limits: failures allowed per window before logins are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottleLimits {
     pub per_username: u32,
@@ -37,86 +26,86 @@ pub struct ThrottleLimits {
     pub window: Duration,
 }
 
-/// Above this many tracked subjects, expired entries are swept; a flood of
-/// invented usernames cannot grow memory without bound.
-const MAX_ENTRIES: usize = 100_000;
-
+/// Failure counts for the token endpoint.
 #[derive(Debug)]
-struct Window {
-    failures: u32,
-    started: Instant,
+pub struct LoginThrottle {
+    store: Arc<dyn Store>,
+    per_username: Rule,
+    per_ip: Rule,
+    /// Used when the store gives no answer.
+    fallback: MemoryStore,
 }
 
-/// Failure counts in this process.
-#[derive(Debug)]
-pub struct MemoryThrottle {
-    limits: ThrottleLimits,
-    windows: Mutex<HashMap<Subject, Window>>,
+fn rule(failures: u32, window: Duration) -> Rule {
+    Rule {
+        algorithm: Algorithm::Gcra,
+        limit: failures.max(1),
+        per: window,
+        burst: 0,
+    }
 }
 
-impl MemoryThrottle {
-    pub fn new(limits: ThrottleLimits) -> Self {
+impl LoginThrottle {
+    pub fn new(store: Arc<dyn Store>, limits: ThrottleLimits) -> Self {
         Self {
-            limits,
-            windows: Mutex::new(HashMap::new()),
+            store,
+            per_username: rule(limits.per_username, limits.window),
+            per_ip: rule(limits.per_ip, limits.window),
+            fallback: MemoryStore::default(),
         }
     }
 
-    fn limit(&self, s: &Subject) -> u32 {
-        match s {
-            Subject::Username(_) => self.limits.per_username,
-            Subject::Ip(_) => self.limits.per_ip,
+    /// The subject's store key and rule. The rule's tag is part of the key, so
+    /// changed limits start from a clean count instead of misreading old state.
+    fn key(&self, subject: &Subject) -> (String, &Rule) {
+        match subject {
+            Subject::Username(name) => {
+                // Usernames are client input: `{`/`}` would move the hash tag.
+                let name: String = name
+                    .chars()
+                    .map(|c| if c == '{' || c == '}' { '_' } else { c })
+                    .collect();
+                let r = &self.per_username;
+                (format!("fingate:login:{{u:{name}}}:{}", r.tag()), r)
+            }
+            Subject::Ip(ip) => {
+                let r = &self.per_ip;
+                (format!("fingate:login:{{ip:{ip}}}:{}", r.tag()), r)
+            }
         }
     }
 
-    fn blocked_at(&self, subjects: &[Subject], now: Instant) -> Option<Duration> {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        subjects
-            .iter()
-            .filter_map(|s| {
-                let w = windows.get(s)?;
-                let left = self.limits.window.checked_sub(now - w.started)?;
-                (w.failures >= self.limit(s) && !left.is_zero()).then_some(left)
-            })
-            .max()
-    }
-
-    fn failed_at(&self, subjects: &[Subject], now: Instant) {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() >= MAX_ENTRIES {
-            let window = self.limits.window;
-            windows.retain(|_, w| now - w.started < window);
-        }
+    /// `Some(retry_after)` when any of `subjects` has failed too often. Counts nothing.
+    pub async fn blocked(&self, subjects: &[Subject]) -> Option<Duration> {
+        let mut wait = Duration::ZERO;
         for s in subjects {
-            if windows.len() >= MAX_ENTRIES && !windows.contains_key(s) {
-                continue;
+            let (key, rule) = self.key(s);
+            let d = match self.store.rate_limit(&key, rule, 0).await {
+                Ok(d) => d,
+                Err(_) => self.fallback.decide(&key, rule, 0),
+            };
+            if !d.allowed {
+                wait = wait.max(d.retry_after);
             }
-            let w = windows.entry(s.clone()).or_insert(Window {
-                failures: 0,
-                started: now,
-            });
-            if now - w.started >= self.limits.window {
-                *w = Window {
-                    failures: 0,
-                    started: now,
-                };
+        }
+        (!wait.is_zero()).then_some(wait)
+    }
+
+    /// Counts one failure against each subject (unknown username or wrong password alike).
+    pub async fn failed(&self, subjects: &[Subject]) {
+        for s in subjects {
+            let (key, rule) = self.key(s);
+            if self.store.rate_limit(&key, rule, 1).await.is_err() {
+                self.fallback.decide(&key, rule, 1);
             }
-            w.failures = w.failures.saturating_add(1);
         }
     }
-}
 
-#[async_trait]
-impl LoginThrottle for MemoryThrottle {
-    async fn blocked(&self, subjects: &[Subject]) -> Option<Duration> {
-        self.blocked_at(subjects, Instant::now())
-    }
-    async fn failed(&self, subjects: &[Subject]) {
-        self.failed_at(subjects, Instant::now());
-    }
-    async fn succeeded(&self, username: &str) {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        windows.remove(&Subject::Username(username.to_owned()));
+    /// A correct password clears the username's count (not the address's).
+    pub async fn succeeded(&self, username: &str) {
+        let (key, _) = self.key(&Subject::Username(username.to_owned()));
+        let _ = self.store.delete(&key).await;
+        let _ = self.fallback.delete(&key).await;
     }
 }
 
@@ -124,54 +113,78 @@ impl LoginThrottle for MemoryThrottle {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::store::RedisStore;
 
-    fn throttle() -> MemoryThrottle {
-        MemoryThrottle::new(ThrottleLimits {
+    fn throttle(store: Arc<dyn Store>) -> LoginThrottle {
+        let limits = ThrottleLimits {
             per_username: 3,
             per_ip: 5,
             window: Duration::from_secs(60),
-        })
+        };
+        LoginThrottle::new(store, limits)
     }
 
-    #[test]
-    fn a_username_is_blocked_after_its_limit_until_the_window_ends() {
-        let t = throttle();
-        let now = Instant::now();
-        let who = [Subject::Username("a".into())];
+    fn user(name: &str) -> Subject {
+        Subject::Username(name.into())
+    }
+
+    #[tokio::test]
+    async fn a_username_is_blocked_after_its_limit_and_one_failure_returns_per_interval() {
+        let t = throttle(Arc::new(MemoryStore::default()));
         for _ in 0..3 {
-            assert!(t.blocked_at(&who, now).is_none());
-            t.failed_at(&who, now);
+            assert!(t.blocked(&[user("a")]).await.is_none());
+            t.failed(&[user("a")]).await;
         }
-        let left = t.blocked_at(&who, now + Duration::from_secs(10)).unwrap();
-        assert_eq!(left, Duration::from_secs(50));
-        assert!(t.blocked_at(&who, now + Duration::from_secs(60)).is_none());
-        assert!(t
-            .blocked_at(&[Subject::Username("b".into())], now)
-            .is_none());
+        let wait = t.blocked(&[user("a")]).await.unwrap();
+        // 60 s / 3 failures: one failure's allowance comes back after 20 s.
+        assert!(
+            wait > Duration::from_secs(19) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+        assert!(t.blocked(&[user("b")]).await.is_none());
     }
 
-    #[test]
-    fn an_address_counts_failures_across_usernames() {
-        let t = throttle();
-        let now = Instant::now();
+    #[tokio::test]
+    async fn an_address_counts_failures_across_usernames() {
+        let t = throttle(Arc::new(MemoryStore::default()));
         let ip = Subject::Ip("10.0.0.1".parse().unwrap());
         for i in 0..5 {
-            t.failed_at(&[Subject::Username(format!("u{i}")), ip.clone()], now);
+            t.failed(&[user(&format!("u{i}")), ip.clone()]).await;
         }
-        assert!(t
-            .blocked_at(&[Subject::Username("fresh".into()), ip], now)
-            .is_some());
+        assert!(t.blocked(&[user("fresh"), ip]).await.is_some());
+        let other = Subject::Ip("10.0.0.2".parse().unwrap());
+        assert!(t.blocked(&[user("fresh"), other]).await.is_none());
     }
 
     #[tokio::test]
     async fn success_clears_the_username() {
-        let t = throttle();
-        let who = [Subject::Username("a".into())];
+        let t = throttle(Arc::new(MemoryStore::default()));
         for _ in 0..3 {
-            t.failed(&who).await;
+            t.failed(&[user("a")]).await;
         }
-        assert!(t.blocked(&who).await.is_some());
+        assert!(t.blocked(&[user("a")]).await.is_some());
         t.succeeded("a").await;
-        assert!(t.blocked(&who).await.is_none());
+        assert!(t.blocked(&[user("a")]).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn braces_in_a_username_cannot_move_the_hash_tag() {
+        let t = throttle(Arc::new(MemoryStore::default()));
+        let (key, _) = t.key(&user("x}:{ip:10.0.0.1"));
+        assert!(
+            key.starts_with("fingate:login:{u:x_:_ip:10.0.0.1}"),
+            "{key}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_still_counted_while_the_store_is_down() {
+        // Nothing listens on port 1: every store call fails at once.
+        let down = RedisStore::open("redis://127.0.0.1:1/", Duration::from_millis(50));
+        let t = throttle(down);
+        for _ in 0..3 {
+            t.failed(&[user("a")]).await;
+        }
+        assert!(t.blocked(&[user("a")]).await.is_some());
     }
 }

@@ -30,7 +30,7 @@ pub struct TokenEndpoint {
     pub audience: String,
     pub signing_key: Arc<Key>,
     pub consumers: Arc<dyn ConsumerStore>,
-    pub throttle: Arc<dyn LoginThrottle>,
+    pub throttle: Arc<LoginThrottle>,
     pub verifier: Arc<Verifier>,
 }
 

@@ -7,10 +7,7 @@
 //! again ([`refused`]); when the store fails, `on_store_error` picks a local
 //! limiter with the same settings (`allow`) or 503 `store_unavailable` (`deny`).
 
-mod login;
 mod refused;
-
-pub use login::LoginThrottle;
 
 use super::{
     header_name, Filter, FilterDeps, FilterError, Flow, HeaderEdit, LocalResponse, OptionError,

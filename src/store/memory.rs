@@ -6,7 +6,7 @@ use super::{now_us, Store, StoreError};
 use crate::config::StoreBackend;
 use async_trait::async_trait;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,12 +33,16 @@ struct Entry {
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Vec<Mutex<HashMap<String, Entry>>>,
+    /// Maps live apart from the bounded shards: they hold records written by
+    /// operators (never by clients), which the size cap must not evict.
+    maps: Mutex<HashMap<String, BTreeMap<String, Vec<u8>>>>,
 }
 
 impl Default for MemoryStore {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            maps: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -157,6 +161,39 @@ impl Store for MemoryStore {
             existed
         }))
     }
+
+    async fn map_get(&self, map: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(maps.get(map).and_then(|m| m.get(field)).cloned())
+    }
+
+    async fn map_insert_new(
+        &self,
+        map: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        let m = maps.entry(map.to_owned()).or_default();
+        if m.contains_key(field) {
+            return Ok(false);
+        }
+        m.insert(field.to_owned(), value.to_vec());
+        Ok(true)
+    }
+
+    async fn map_remove(&self, map: &str, field: &str) -> Result<bool, StoreError> {
+        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(maps.get_mut(map).is_some_and(|m| m.remove(field).is_some()))
+    }
+
+    async fn map_entries(&self, map: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(maps
+            .get(map)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +214,23 @@ mod tests {
         assert_eq!(s.get("b").await.unwrap(), None);
         assert!(s.delete("a").await.unwrap());
         assert!(!s.delete("a").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn maps_insert_only_new_fields_and_list_them() {
+        let s = MemoryStore::default();
+        assert!(s.map_insert_new("m", "a", b"1").await.unwrap());
+        assert!(!s.map_insert_new("m", "a", b"2").await.unwrap());
+        assert!(s.map_insert_new("m", "b", b"3").await.unwrap());
+        assert_eq!(s.map_get("m", "a").await.unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.map_get("other", "a").await.unwrap(), None);
+        assert_eq!(s.map_entries("m").await.unwrap().len(), 2);
+        assert!(s.map_remove("m", "a").await.unwrap());
+        assert!(!s.map_remove("m", "a").await.unwrap());
+        assert_eq!(
+            s.map_entries("m").await.unwrap(),
+            vec![("b".to_owned(), b"3".to_vec())]
+        );
     }
 
     #[test]

@@ -221,4 +221,55 @@ impl Store for RedisStore {
         .await
         .map(|n| n > 0)
     }
+
+    async fn map_get(&self, map: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run("map_get", |mut c| async move {
+            redis::cmd("HGET")
+                .arg(map)
+                .arg(field)
+                .query_async::<Option<Vec<u8>>>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    async fn map_insert_new(
+        &self,
+        map: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.run("map_insert", |mut c| async move {
+            redis::cmd("HSETNX")
+                .arg(map)
+                .arg(field)
+                .arg(value)
+                .query_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn map_remove(&self, map: &str, field: &str) -> Result<bool, StoreError> {
+        self.run("map_remove", |mut c| async move {
+            redis::cmd("HDEL")
+                .arg(map)
+                .arg(field)
+                .query_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|n| n > 0)
+    }
+
+    async fn map_entries(&self, map: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.run("map_entries", |mut c| async move {
+            redis::cmd("HGETALL")
+                .arg(map)
+                .query_async::<Vec<(String, Vec<u8>)>>(&mut c)
+                .await
+        })
+        .await
+    }
 }

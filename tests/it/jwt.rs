@@ -400,3 +400,81 @@ fn jwks_is_not_published_for_an_hmac_signing_key() {
     let gw = &gw;
     assert_eq!(gw.get("/.well-known/jwks.json").status, 404);
 }
+
+/// A gateway whose signing key is the partner's private key of `alg` (a PKCS#8 PEM
+/// from openssl): its tokens verify against the published JWKS with an independent
+/// verifier, and the gateway accepts them on its own routes.
+fn asymmetric_signing_key_is_published_and_used(alg: Algorithm, file: &str, kid: &str) {
+    let m = Mock::one("accounts", "a", &[]);
+    let yaml = format!(
+        r#"listen: [{{ address: '{{LISTEN}}' }}]
+admin: {{ address: '{{ADMIN}}', api_key: '{{ADMIN_KEY}}' }}
+auth:
+  issuer: fingate
+  audience: {AUDIENCE}
+  keys:
+    - {{ id: {kid}, algorithm: {alg:?}, private_key_file: '{key}', sign: true }}
+  token_endpoint: {{ path: /auth/token }}
+consumers:
+  - {{ username: alice, password_hash: '{h}', scopes: [accounts:read] }}
+upstreams:
+  a: {{ targets: [{upstream}] }}
+routes:
+  - {{ name: echo, match: {{ prefix: /_mock/echo }}, upstream: a, filters: [ {{ jwt: {{ scopes: [accounts:read] }} }} ] }}
+"#,
+        key = partner_keys().path(file),
+        h = password_hash(),
+        upstream = m.addr("a"),
+    );
+    let gw = Gateway::start(&yaml);
+    let jwks = gw.get("/.well-known/jwks.json");
+    assert_eq!(jwks.status, 200, "{}", jwks.body_text());
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&jwks.body).unwrap();
+    assert_eq!(set.keys.len(), 1, "only the signing key is published");
+    let body = jwks.body_text();
+    for private in ["\"d\"", "\"p\"", "\"q\""] {
+        assert!(!body.contains(private), "private part {private} in {body}");
+    }
+    let jwk = set.find(kid).expect("the signing key's kid");
+
+    let token = token_for(&gw, "alice");
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!((header.alg, header.kid.as_deref()), (alg, Some(kid)));
+    let mut v = jsonwebtoken::Validation::new(alg);
+    v.set_audience(&[AUDIENCE]);
+    v.set_issuer(&["fingate"]);
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(bearer_get(&gw, "/_mock/echo/x", &token).status, 200);
+    // The same claims signed by another key with this kid are refused.
+    let other = match alg {
+        Algorithm::RS256 => "ec.pem",
+        _ => "rsa.pem",
+    };
+    let forged_key = match alg {
+        Algorithm::RS256 => {
+            jsonwebtoken::EncodingKey::from_ec_pem(&partner_keys().read(other)).unwrap()
+        }
+        _ => jsonwebtoken::EncodingKey::from_rsa_pem(&partner_keys().read(other)).unwrap(),
+    };
+    let mut h = jsonwebtoken::Header::new(match alg {
+        Algorithm::RS256 => Algorithm::ES256,
+        _ => Algorithm::RS256,
+    });
+    h.kid = Some(kid.to_owned());
+    let forged = jsonwebtoken::encode(&h, &claims, &forged_key).unwrap();
+    assert_eq!(bearer_get(&gw, "/_mock/echo/x", &forged).status, 401);
+}
+
+#[test]
+fn an_es256_signing_key_is_published_in_jwks_and_verifies_independently() {
+    asymmetric_signing_key_is_published_and_used(Algorithm::ES256, "ec.pem", "own-ec");
+}
+
+#[test]
+fn an_rs256_signing_key_is_published_in_jwks_and_verifies_independently() {
+    asymmetric_signing_key_is_published_and_used(Algorithm::RS256, "rsa.pem", "own-rsa");
+}

@@ -10,6 +10,7 @@ mod admin;
 mod authkit;
 mod cache;
 mod cli;
+mod consumers;
 mod demo;
 mod hardening;
 mod identity;

@@ -448,10 +448,11 @@ fn start_up_does_not_need_redis() {
 }
 
 /// The store seam used directly (as consumers and cache purges will): key/value
-/// operations, rate-limit decisions equal to the memory store's, the login throttle.
+/// operations, maps, rate-limit decisions equal to the memory store's, the login
+/// throttle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_seam_works_like_the_memory_one() {
-    use fingate::filter::rate_limit::LoginThrottle;
+    use fingate::auth::throttle::{LoginThrottle, Subject, ThrottleLimits};
     use fingate::store::{Algorithm, MemoryStore, RedisStore, Rule};
     let redis = Redis::start();
     let store = RedisStore::open(&redis.url(), Duration::from_secs(1));
@@ -501,13 +502,42 @@ async fn the_redis_store_seam_works_like_the_memory_one() {
         redis.cli(&["DEL", "fingate:t:{rl}"]);
     }
 
-    let throttle = LoginThrottle::new(store.clone(), 2, Duration::from_secs(60));
-    let ip = Some("198.51.100.4".parse().unwrap());
+    // Maps (run-time consumers): HSETNX semantics, listed whole.
+    assert!(store
+        .map_insert_new("fingate:t:m", "a", b"1")
+        .await
+        .unwrap());
+    assert!(!store
+        .map_insert_new("fingate:t:m", "a", b"2")
+        .await
+        .unwrap());
+    assert_eq!(
+        store.map_get("fingate:t:m", "a").await.unwrap(),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(
+        store.map_entries("fingate:t:m").await.unwrap(),
+        vec![("a".to_owned(), b"1".to_vec())]
+    );
+    assert!(store.map_remove("fingate:t:m", "a").await.unwrap());
+    assert!(!store.map_remove("fingate:t:m", "a").await.unwrap());
+    assert_eq!(store.map_get("fingate:t:m", "a").await.unwrap(), None);
+
+    let limits = ThrottleLimits {
+        per_username: 2,
+        per_ip: 100,
+        window: Duration::from_secs(60),
+    };
+    let throttle = LoginThrottle::new(store.clone(), limits);
+    let who = [
+        Subject::Username("mallory".into()),
+        Subject::Ip("198.51.100.4".parse().unwrap()),
+    ];
     for _ in 0..2 {
-        assert!(throttle.check("mallory", ip).await.is_ok());
-        throttle.record_failure("mallory", ip).await;
+        assert!(throttle.blocked(&who).await.is_none());
+        throttle.failed(&who).await;
     }
-    let wait = throttle.check("mallory", None).await.unwrap_err();
+    let wait = throttle.blocked(&who[..1]).await.unwrap();
     assert!(
         wait > Duration::from_secs(29) && wait <= Duration::from_secs(30),
         "{wait:?}"

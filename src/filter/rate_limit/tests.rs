@@ -32,6 +32,18 @@ impl Store for Probe {
     async fn delete(&self, _: &str) -> Result<bool, StoreError> {
         Ok(false)
     }
+    async fn map_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    async fn map_insert_new(&self, _: &str, _: &str, _: &[u8]) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn map_remove(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    async fn map_entries(&self, _: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 fn options(yaml: &str) -> RateLimitOptions {
