@@ -1,6 +1,9 @@
 //! Log output: JSON lines on stdout by default (one per request from the access
 //! log, plus operational events), or human-readable text. Pingora's own `log`
-//! records are bridged into the same stream.
+//! records are bridged into the same stream. The access log has its own buffered
+//! writer ([`access`]); the level filter decides whether it is on.
+
+pub mod access;
 
 use tracing_subscriber::EnvFilter;
 
@@ -31,4 +34,10 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    // The filter is read once: `fingate::access=off` (or a level above info)
+    // turns the access log off for the life of the process.
+    access::init(
+        format,
+        tracing::enabled!(target: "fingate::access", tracing::Level::INFO),
+    );
 }

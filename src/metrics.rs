@@ -5,8 +5,8 @@
 //! names from the config, never raw paths.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use std::sync::OnceLock;
 
@@ -25,6 +25,7 @@ pub struct Metrics {
     pub cache_lookups_total: IntCounterVec,
     pub cache_bytes: IntGauge,
     pub auth_failures_total: IntCounterVec,
+    pub access_log_dropped_total: IntCounter,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -153,6 +154,16 @@ impl Metrics {
             "Requests refused by the jwt filter, by route and reason.",
             &["route", "reason"],
         );
+        let access_log_dropped_total = IntCounter::new(
+            "fingate_access_log_dropped_total",
+            "Access-log lines dropped because stdout was not being read fast enough.",
+        )
+        .unwrap_or_else(|e| unreachable_metric("fingate_access_log_dropped_total", e));
+        register(
+            &r,
+            Box::new(access_log_dropped_total.clone()),
+            "fingate_access_log_dropped_total",
+        );
         Self {
             registry: r,
             requests_total,
@@ -168,6 +179,7 @@ impl Metrics {
             cache_lookups_total,
             cache_bytes,
             auth_failures_total,
+            access_log_dropped_total,
         }
     }
 
@@ -237,6 +249,7 @@ mod tests {
             "fingate_cache_lookups_total{result=\"hit\",route=\"r\"} 1",
             "fingate_cache_bytes ",
             "fingate_auth_failures_total{",
+            "fingate_access_log_dropped_total ",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

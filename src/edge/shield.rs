@@ -98,8 +98,12 @@ pub struct Guarded {
     inner: Stream,
     _permit: OwnedSemaphorePermit,
     phase: Phase,
-    /// Deadline of the current request head; set from its first byte (from accept
-    /// for the first request: a connection that sends nothing is also slow).
+    /// When the current request head started: its first byte (accept for the first
+    /// request: a connection that sends nothing is also slow).
+    head_started: Instant,
+    /// The head's deadline timer, made only when a read inside a head has to wait.
+    /// Most heads arrive in one read, so most requests never create a timer (a
+    /// timer per request cost ~0.4 µs in the load profile).
     deadline: Option<Pin<Box<Sleep>>>,
     header_timeout: Duration,
     min_body_rate: u64,
@@ -127,7 +131,8 @@ impl Guarded {
             inner,
             _permit: permit,
             phase: Phase::Head(HeadScanner::default()),
-            deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
+            head_started: Instant::now(),
+            deadline: None,
             header_timeout,
             min_body_rate,
             responded: false,
@@ -142,7 +147,8 @@ impl Guarded {
         if self.responded {
             self.responded = false;
             self.phase = Phase::Head(HeadScanner::default());
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.header_timeout)));
+            self.head_started = Instant::now();
+            self.deadline = None;
         }
         match &mut self.phase {
             Phase::Head(scanner) => {
@@ -259,11 +265,14 @@ impl AsyncRead for Guarded {
             Poll::Pending => {
                 // Waiting inside a request head: the deadline decides.
                 let waiting_in_head = matches!(this.phase, Phase::Head(_)) && !this.responded;
-                let expired = waiting_in_head
-                    && this
-                        .deadline
+                let expired = waiting_in_head && {
+                    let at = this.head_started + this.header_timeout;
+                    this.deadline
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())))
                         .as_mut()
-                        .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                        .poll(cx)
+                        .is_ready()
+                };
                 if expired {
                     Poll::Ready(Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,

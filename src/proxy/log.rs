@@ -1,6 +1,7 @@
 //! The per-request record: metrics and one access-log line (spec §7, §8).
 
 use super::Ctx;
+use crate::logging::access;
 use crate::metrics::metrics;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
@@ -59,18 +60,17 @@ pub(super) fn record(session: &Session, e: Option<&Error>, ctx: &Ctx, status: u1
             .with_label_values(&[r.upstream.name(), &t.label, outcome])
             .inc();
     }
-    tracing::info!(
-        target: "fingate::access",
-        request_id = %ctx.req.request_id,
+    access::write(&access::Entry {
+        request_id: &ctx.req.request_id,
         route,
-        method = %ctx.req.method,
-        path = %session.req_header().uri.path(),
-        client = ctx.req.client_ip.map(tracing::field::display),
+        method: ctx.req.method.as_str(),
+        path: session.req_header().uri.path(),
+        client: ctx.req.client_ip,
         status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        upstream = target.map(|(_, t)| t.label.as_str()),
-        consumer = ctx.req.consumer.as_deref(),
-        cache = ctx.req.cache,
-        error = e.map(|e| e.etype().as_str()),
-    );
+        duration: elapsed,
+        upstream: target.map(|(_, t)| t.label.as_str()),
+        consumer: ctx.req.consumer.as_deref(),
+        cache: ctx.req.cache,
+        error: e.map(|e| e.etype().as_str()),
+    });
 }

@@ -74,6 +74,7 @@ fn spawn_drain_watcher(deadline: Duration, not_before: Duration) {
                 // filter is not counted yet, so give it one more look.
                 if elapsed >= not_before && idle_polls >= 2 {
                     tracing::info!(after_ms = elapsed.as_millis() as u64, "drained: exiting");
+                    crate::logging::access::flush();
                     std::process::exit(0);
                 }
                 if elapsed >= deadline {
@@ -81,6 +82,7 @@ fn spawn_drain_watcher(deadline: Duration, not_before: Duration) {
                         inflight,
                         "grace period over: exiting with requests still in flight"
                     );
+                    crate::logging::access::flush();
                     std::process::exit(0);
                 }
             }

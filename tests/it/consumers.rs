@@ -8,6 +8,7 @@ use crate::redis::Redis;
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const NEW_PASSWORD: &str = "Partner-Pa55word-7";
 
@@ -37,6 +38,14 @@ fn login_as(gw: &Gateway, user: &str, password: &str) -> Response {
         gw,
         &json!({"username": user, "password": password}).to_string(),
     )
+}
+
+/// The log once it holds at least `n` token-endpoint access lines.
+fn logins_logged(gw: &Gateway, n: usize) -> String {
+    wait_for(Duration::from_secs(5), "the login access lines", || {
+        let log = gw.log();
+        (log.matches("\"route\":\"token_endpoint\"").count() >= n).then_some(log)
+    })
 }
 
 fn sources(gw: &Gateway) -> Vec<(String, String)> {
@@ -93,7 +102,8 @@ fn registered_through_the_admin_api_a_consumer_survives_a_restart_until_removed(
     assert_eq!(echo.status, 200, "{}", echo.body_text());
     assert_eq!(echo.json()["headers"]["x-consumer-id"][0], "partner-app");
     assert_eq!(login_as(&gw, "partner-app", "wrong").status, 401);
-    let first_log = gw.log();
+    // Wait for the logins' access lines (written every 100 ms) before stopping.
+    let first_log = logins_logged(&gw, 2);
     drop(gw);
 
     // A new gateway process on the same Redis still knows the consumer.
@@ -112,7 +122,7 @@ fn registered_through_the_admin_api_a_consumer_survives_a_restart_until_removed(
     assert_eq!(gw.admin("DELETE", "/admin/consumers/alice").status, 409);
     // File consumers still log in.
     assert_eq!(login_as(&gw, "alice", PASSWORD).status, 200);
-    for log in [first_log, gw.log()] {
+    for log in [first_log, logins_logged(&gw, 3)] {
         assert!(!log.contains(NEW_PASSWORD), "a password reached the log");
     }
 }

@@ -229,6 +229,16 @@ fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
         "took {:?}",
         started.elapsed()
     );
+    // The drained requests' access lines reached stdout before the exit (the
+    // buffered access log is flushed on the way out).
+    wait_for(Duration::from_secs(2), "5 access lines after exit", || {
+        let done = gw
+            .log()
+            .lines()
+            .filter(|l| l.contains("\"path\":\"/_mock/echo\"") && l.contains("\"status\":200"))
+            .count();
+        (done >= 5).then_some(())
+    });
 }
 
 #[test]

@@ -1,0 +1,413 @@
+//! The access log: one line per request, written without `tracing`.
+//!
+//! Formatting each request through `tracing-subscriber`'s generic JSON layer and
+//! one `write(2)` per line cost 4–10 µs per request, the largest item in the load
+//! profile (benches/RESULTS.md). Here a line is written straight into a per-thread
+//! buffer (integers with `itoa`, a small JSON string escaper, the date part of the
+//! timestamp formatted once per second) and appended to a shared buffer that a
+//! writer thread sends to stdout every [`FLUSH_EVERY`] or once [`FLUSH_AT`] bytes
+//! are pending — nginx's `access_log … buffer= flush=`. A request never waits on
+//! stdout: if the reader of stdout stalls and [`MAX_PENDING`] bytes pile up, lines
+//! are dropped and counted in `fingate_access_log_dropped_total` instead.
+//!
+//! The line has the same fields as before (`timestamp`, `level`, `target`, then the
+//! request's), so log pipelines see no change; `--log-format text` gets the same
+//! fields as `key=value`. Operational events still go through `tracing`.
+
+use super::LogFormat;
+use crate::metrics::metrics;
+use std::cell::RefCell;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Longest a line waits before it reaches stdout.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Pending bytes that wake the writer early.
+pub const FLUSH_AT: usize = 64 * 1024;
+/// Pending bytes beyond which new lines are dropped (stdout is not being read).
+pub const MAX_PENDING: usize = 8 * 1024 * 1024;
+
+/// One request, as the proxy saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    pub request_id: &'a str,
+    pub route: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub client: Option<IpAddr>,
+    pub status: u16,
+    pub duration: Duration,
+    pub upstream: Option<&'a str>,
+    pub consumer: Option<&'a str>,
+    pub cache: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+struct Sink {
+    format: LogFormat,
+    pending: Mutex<Vec<u8>>,
+    wake: Condvar,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Starts the writer thread. Without this call (or with `enabled` false) the
+/// access log is off and [`write`] does nothing.
+pub fn init(format: LogFormat, enabled: bool) {
+    if !enabled {
+        return;
+    }
+    let sink = Sink {
+        format,
+        pending: Mutex::new(Vec::with_capacity(FLUSH_AT * 2)),
+        wake: Condvar::new(),
+    };
+    if SINK.set(sink).is_err() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("fingate-access-log".into())
+        .spawn(writer);
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the access-log writer; lines are written by flush() only");
+    }
+}
+
+/// Hands one request's line to the writer. Never blocks on stdout.
+pub fn write(entry: &Entry<'_>) {
+    let Some(sink) = SINK.get() else { return };
+    thread_local! {
+        static LINE: RefCell<(Vec<u8>, Stamp)> = RefCell::new((Vec::with_capacity(512), Stamp::default()));
+    }
+    LINE.with(|cell| {
+        let Ok(mut cell) = cell.try_borrow_mut() else {
+            return;
+        };
+        let (line, stamp) = &mut *cell;
+        line.clear();
+        match sink.format {
+            LogFormat::Json => json_line(line, stamp, entry),
+            LogFormat::Text => text_line(line, stamp, entry),
+        }
+        let mut pending = sink.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() + line.len() > MAX_PENDING {
+            drop(pending);
+            metrics().access_log_dropped_total.inc();
+            return;
+        }
+        let was_below = pending.len() < FLUSH_AT;
+        pending.extend_from_slice(line);
+        // Wake the writer only when crossing the threshold: a notify is a syscall.
+        if was_below && pending.len() >= FLUSH_AT {
+            sink.wake.notify_one();
+        }
+    });
+}
+
+/// Writes every pending line now (before the process exits).
+pub fn flush() {
+    let Some(sink) = SINK.get() else { return };
+    let out = std::mem::take(&mut *sink.pending.lock().unwrap_or_else(|p| p.into_inner()));
+    emit(&out);
+}
+
+fn writer() {
+    let Some(sink) = SINK.get() else { return };
+    let mut spare = Vec::with_capacity(FLUSH_AT * 2);
+    loop {
+        {
+            let pending = sink.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let (mut pending, _) = sink
+                .wake
+                .wait_timeout_while(pending, FLUSH_EVERY, |p| p.len() < FLUSH_AT)
+                .unwrap_or_else(|p| p.into_inner());
+            // Swap, so workers append to an empty buffer while this one is written.
+            std::mem::swap(&mut *pending, &mut spare);
+        }
+        emit(&spare);
+        spare.clear();
+        if spare.capacity() > FLUSH_AT * 4 {
+            spare.shrink_to(FLUSH_AT * 2);
+        }
+    }
+}
+
+fn emit(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    // stdout closed: nothing sensible to do; the lines are lost either way.
+    let _ = out.write_all(bytes).and_then(|()| out.flush());
+}
+
+/// The timestamp's date and time to the second, formatted once per second per thread.
+#[derive(Default)]
+struct Stamp {
+    second: u64,
+    text: Vec<u8>,
+}
+
+impl Stamp {
+    /// Appends `2026-11-30T05:11:33.123456Z`.
+    fn push(&mut self, out: &mut Vec<u8>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let second = now.as_secs();
+        if self.text.is_empty() || second != self.second {
+            let mut text = crate::clock::rfc3339(second).into_bytes();
+            text.pop(); // the `Z`: the fraction goes before it
+            self.text = text;
+            self.second = second;
+        }
+        out.extend_from_slice(&self.text);
+        let micros = now.subsec_micros();
+        out.push(b'.');
+        push_padded(out, u64::from(micros), 6);
+        out.push(b'Z');
+    }
+}
+
+fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n).as_bytes();
+    out.resize(out.len() + width.saturating_sub(digits.len()), b'0');
+    out.extend_from_slice(digits);
+}
+
+fn push_int(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Milliseconds with three decimals (microsecond resolution), e.g. `0.412`.
+fn push_millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    push_int(out, micros / 1000);
+    out.push(b'.');
+    push_padded(out, micros % 1000, 3);
+}
+
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{ip}");
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped (the rest of
+/// UTF-8 passes through). Values such as the path and request id come from clients.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if short.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(short);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn json_line(out: &mut Vec<u8>, stamp: &mut Stamp, e: &Entry<'_>) {
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    stamp.push(out);
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"request_id\":");
+    push_json_str(out, e.request_id);
+    out.extend_from_slice(b",\"route\":");
+    push_json_str(out, e.route);
+    out.extend_from_slice(b",\"method\":");
+    push_json_str(out, e.method);
+    out.extend_from_slice(b",\"path\":");
+    push_json_str(out, e.path);
+    if let Some(ip) = e.client {
+        out.extend_from_slice(b",\"client\":\"");
+        push_ip(out, ip);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b",\"status\":");
+    push_int(out, u64::from(e.status));
+    out.extend_from_slice(b",\"duration_ms\":");
+    push_millis(out, e.duration);
+    for (name, value) in [
+        (&b",\"upstream\":"[..], e.upstream),
+        (b",\"consumer\":", e.consumer),
+        (b",\"cache\":", e.cache),
+        (b",\"error\":", e.error),
+    ] {
+        if let Some(v) = value {
+            out.extend_from_slice(name);
+            push_json_str(out, v);
+        }
+    }
+    out.extend_from_slice(b",\"target\":\"fingate::access\"}\n");
+}
+
+/// For people: the same fields as `key=value`, values quoted only when they
+/// contain a space, quote or control character.
+fn text_line(out: &mut Vec<u8>, stamp: &mut Stamp, e: &Entry<'_>) {
+    stamp.push(out);
+    out.extend_from_slice(b"  INFO fingate::access: request_id=");
+    push_text(out, e.request_id);
+    out.extend_from_slice(b" route=");
+    push_text(out, e.route);
+    out.extend_from_slice(b" method=");
+    push_text(out, e.method);
+    out.extend_from_slice(b" path=");
+    push_text(out, e.path);
+    if let Some(ip) = e.client {
+        out.extend_from_slice(b" client=");
+        push_ip(out, ip);
+    }
+    out.extend_from_slice(b" status=");
+    push_int(out, u64::from(e.status));
+    out.extend_from_slice(b" duration_ms=");
+    push_millis(out, e.duration);
+    for (name, value) in [
+        (&b" upstream="[..], e.upstream),
+        (b" consumer=", e.consumer),
+        (b" cache=", e.cache),
+        (b" error=", e.error),
+    ] {
+        if let Some(v) = value {
+            out.extend_from_slice(name);
+            push_text(out, v);
+        }
+    }
+    out.push(b'\n');
+}
+
+fn push_text(out: &mut Vec<u8>, s: &str) {
+    if s.is_empty() || s.bytes().any(|b| b <= b' ' || b == b'"' || b == 0x7f) {
+        push_json_str(out, s);
+    } else {
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry<'static> {
+        Entry {
+            request_id: "id-1",
+            route: "accounts",
+            method: "GET",
+            path: "/api/accounts/acc-1",
+            client: "192.0.2.7".parse().ok(),
+            status: 200,
+            duration: Duration::from_micros(1_234_567),
+            upstream: Some("127.0.0.1:9101"),
+            consumer: Some("mobile-app"),
+            cache: None,
+            error: None,
+        }
+    }
+
+    fn json(e: &Entry<'_>) -> serde_json::Value {
+        let mut out = Vec::new();
+        json_line(&mut out, &mut Stamp::default(), e);
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    #[test]
+    fn a_json_line_has_every_field_and_parses() {
+        let v = json(&entry());
+        assert_eq!(v["request_id"], "id-1");
+        assert_eq!(v["route"], "accounts");
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["path"], "/api/accounts/acc-1");
+        assert_eq!(v["client"], "192.0.2.7");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"].as_f64(), Some(1234.567));
+        assert_eq!(v["upstream"], "127.0.0.1:9101");
+        assert_eq!(v["consumer"], "mobile-app");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "fingate::access");
+        assert!(v.get("cache").is_none() && v.get("error").is_none(), "{v}");
+        let ts = v["timestamp"].as_str().unwrap();
+        assert_eq!(ts.len(), "2026-11-30T05:11:33.123456Z".len(), "{ts}");
+        assert!(ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "{ts}");
+    }
+
+    #[test]
+    fn client_strings_cannot_break_the_line_or_the_json() {
+        let nasty = "a\"b\\c\nd\re\tf\u{1}g\u{7f}h — ü";
+        let e = Entry {
+            request_id: nasty,
+            path: nasty,
+            consumer: Some(nasty),
+            ..entry()
+        };
+        let v = json(&e);
+        assert_eq!(v["request_id"], nasty);
+        assert_eq!(v["path"], nasty);
+        assert_eq!(v["consumer"], nasty);
+    }
+
+    #[test]
+    fn durations_are_milliseconds_with_three_decimals() {
+        for (micros, text) in [
+            (0, "0.000"),
+            (7, "0.007"),
+            (1_000, "1.000"),
+            (61_050, "61.050"),
+        ] {
+            let mut out = Vec::new();
+            push_millis(&mut out, Duration::from_micros(micros));
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn the_cached_second_follows_the_clock() {
+        let mut stamp = Stamp {
+            second: 1,
+            text: b"1970-01-01T00:00:01".to_vec(),
+        };
+        let mut out = Vec::new();
+        stamp.push(&mut out);
+        let now = crate::clock::rfc3339(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        );
+        let text = String::from_utf8(out).unwrap();
+        // Within the same second (or the next, if the clock ticked in between).
+        assert!(text[..16] == now[..16], "{text} vs {now}");
+    }
+
+    #[test]
+    fn text_lines_quote_only_what_needs_it() {
+        let mut out = Vec::new();
+        let e = Entry {
+            path: "/a b",
+            ..entry()
+        };
+        text_line(&mut out, &mut Stamp::default(), &e);
+        let line = String::from_utf8(out).unwrap();
+        assert!(line.contains(" INFO fingate::access: request_id=id-1 route=accounts method=GET path=\"/a b\" client=192.0.2.7 status=200 duration_ms=1234.567 upstream=127.0.0.1:9101 consumer=mobile-app\n"), "{line}");
+    }
+}
