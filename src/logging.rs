@@ -34,6 +34,18 @@ pub fn init(format: LogFormat) {
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    // LogTracer lets every `log` record through to `tracing` (max level Trace),
+    // so each of Pingora's `debug!`/`trace!` calls on the request path paid for a
+    // filter check (~0.1 µs per request in the load profile). Let `log` drop what
+    // the filter would drop anyway, at its static level check.
+    log::set_max_level(match tracing::level_filters::LevelFilter::current() {
+        tracing::level_filters::LevelFilter::OFF => log::LevelFilter::Off,
+        tracing::level_filters::LevelFilter::ERROR => log::LevelFilter::Error,
+        tracing::level_filters::LevelFilter::WARN => log::LevelFilter::Warn,
+        tracing::level_filters::LevelFilter::INFO => log::LevelFilter::Info,
+        tracing::level_filters::LevelFilter::DEBUG => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    });
     // The filter is read once: `fingate::access=off` (or a level above info)
     // turns the access log off for the life of the process.
     access::init(
