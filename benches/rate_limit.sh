@@ -4,7 +4,11 @@
 # One gateway (threads: 1, release build) in front of services-mock, one Redis, three
 # routes measured one after another with wrk:
 #   open     — no filter
-#   allowed  — rate_limit in Redis with a huge limit (every request is a Redis decision)
+#   allowed  — rate_limit in Redis with a huge limit (every request is a Redis decision),
+#              all requests on one key (`ip`): concurrent ones share a script call
+#   spread   — the same limit keyed by `header:X-Client`, every request a different
+#              client (wrk script), so no two decisions can share a call: one
+#              EVALSHA per request, the worst case
 #   refused  — rate_limit of 1 per hour (every request after the first is a 429)
 # and the Redis EVALSHA calls each run made (INFO commandstats delta).
 #
@@ -41,6 +45,10 @@ routes:
     match: { prefix: /_mock/echo/allowed }
     upstream: svc
     filters: [ { rate_limit: { key: ip, limit: 1000000000, per: 1s } } ]
+  - name: spread
+    match: { prefix: /_mock/echo/spread }
+    upstream: svc
+    filters: [ { rate_limit: { key: 'header:X-Client', limit: 1000000000, per: 1s } } ]
   - name: refused
     match: { prefix: /_mock/echo/refused }
     upstream: svc
@@ -57,16 +65,26 @@ for _ in $(seq 100); do
 done
 calls() { redis-cli -p "$REDIS_PORT" INFO commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p' | tr -d '\r' | grep . || echo 0; }
 
-for route in open allowed refused; do
+# A different X-Client on every request (per wrk thread; one thread here).
+cat > "$TMP/spread.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, { ["X-Client"] = "client-" .. n })
+end
+LUA
+ROUTES="open allowed spread refused"
+for route in $ROUTES; do
   # Warm up; on the refused route this uses up its one request and gets the first 429.
   curl -s -o /dev/null "http://127.0.0.1:$GW_PORT/_mock/echo/$route"
   curl -s -o /dev/null "http://127.0.0.1:$GW_PORT/_mock/echo/$route"
 done
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f\n", v}'; }
 for round in $(seq "$ROUNDS"); do
-  for route in open allowed refused; do
+  for route in $ROUTES; do
     before=$(calls); g0=$(ticks "$GW_PID"); r0=$(ticks "$REDIS_PID")
-    out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$GW_PORT/_mock/echo/$route")
+    script=(); [ "$route" = spread ] && script=(-s "$TMP/spread.lua")
+    out=$(wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${script[@]}" "http://127.0.0.1:$GW_PORT/_mock/echo/$route")
     after=$(calls); g1=$(ticks "$GW_PID"); r1=$(ticks "$REDIS_PID")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
@@ -81,7 +99,7 @@ done
 echo "| route | requests/s (median of $ROUNDS) | p99 ms (median) | CPU µs per request: gateway / gateway+Redis (median) | non-2xx / requests (all rounds) | Redis EVALSHA calls (all rounds) |"
 echo "|---|---|---|---|---|---|"
 median() { sort -g | awk -v n="$ROUNDS" '{a[NR]=$1} END {print a[int((n+1)/2)]}'; }
-for route in open allowed refused; do
+for route in $ROUTES; do
   awk -v r="$route" '$1==r' "$TMP/runs" | sort -k2 -g | awk -v n="$ROUNDS" '
     { rps[NR]=$2; p[NR]=$3; req+=$4; bad+=$5; ev+=$6; name=$1 }
     END { m=int((n+1)/2); printf "%s %s %s %d %d %d\n", name, rps[m], 0, req, bad, ev }' >"$TMP/row"

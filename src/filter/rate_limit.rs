@@ -7,16 +7,19 @@
 //! again ([`refused`]); when the store fails, `on_store_error` picks a local
 //! limiter with the same settings (`allow`) or 503 `store_unavailable` (`deny`).
 
+mod coalesce;
 mod refused;
 
 use super::{
     header_name, Filter, FilterDeps, FilterError, Flow, HeaderEdit, LocalResponse, OptionError,
 };
 use crate::config::units::DurationStr;
+use crate::config::StoreBackend;
 use crate::context::RequestContext;
 use crate::metrics::metrics;
 use crate::store::{Algorithm, Decision, MemoryStore, Rule, Store};
 use async_trait::async_trait;
+use coalesce::Coalescer;
 use http::{HeaderName, HeaderValue, StatusCode};
 use prometheus::IntCounter;
 use refused::RefusedKeys;
@@ -86,6 +89,9 @@ pub struct RateLimitFilter {
     store: Arc<dyn Store>,
     fallback: MemoryStore,
     refused: RefusedKeys,
+    /// With a shared store: concurrent requests on one key share a store call.
+    /// (The memory store decides in place; there is no round trip to save.)
+    coalescer: Option<Coalescer>,
     route: Option<Arc<str>>,
     /// allowed, limited — resolved once per route.
     counters: Option<(IntCounter, IntCounter)>,
@@ -175,6 +181,7 @@ impl RateLimitFilter {
             store: deps.store.clone(),
             fallback: MemoryStore::default(),
             refused: RefusedKeys::default(),
+            coalescer: (deps.store.backend() == StoreBackend::Redis).then(Coalescer::default),
             route: deps.route.clone(),
             counters,
         })
@@ -221,7 +228,11 @@ impl RateLimitFilter {
         if let Some(d) = self.refused.check(key, now) {
             return Some(d);
         }
-        let d = match self.store.rate_limit(key, &self.rule, 1).await {
+        let outcome = match &self.coalescer {
+            Some(c) => c.decide(self.store.as_ref(), key, &self.rule).await,
+            None => self.store.rate_limit(key, &self.rule, 1).await,
+        };
+        let d = match outcome {
             Ok(d) => d,
             Err(_) if self.on_store_error == OnStoreError::Allow => {
                 self.fallback.decide(key, &self.rule, 1)

@@ -63,29 +63,48 @@ impl Rule {
     }
 }
 
-/// The outcome of one decision.
+/// The outcome of one decision for `cost` requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
+    /// All `cost` requests passed (cost 0: one more would pass).
     pub allowed: bool,
-    /// Requests still allowed right now after this one.
+    /// How many of the `cost` requests passed, first come first: a batch of
+    /// requests is granted as many as fit, never all-or-nothing.
+    pub granted: u32,
+    /// Requests still allowed right now after the granted ones.
     pub remaining: u64,
     /// Until the allowance is fully restored.
     pub reset: Duration,
-    /// Until the next request would be allowed (zero when allowed).
+    /// Until the next request would be allowed (zero when all were granted).
     pub retry_after: Duration,
 }
 
 impl Decision {
-    /// From the four integers a script returns: allowed, remaining, reset µs, retry µs.
-    pub fn from_parts(allowed: i64, remaining: i64, reset_us: i64, retry_us: i64) -> Self {
+    /// From the four integers a script returns (granted, remaining, reset µs, retry
+    /// µs) and the cost that was asked for.
+    pub fn from_parts(
+        granted: i64,
+        remaining: i64,
+        reset_us: i64,
+        retry_us: i64,
+        cost: u32,
+    ) -> Self {
         let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        let granted = u32::try_from(granted).unwrap_or(0);
         Self {
-            allowed: allowed == 1,
+            allowed: granted >= cost.max(1),
+            granted,
             remaining: u64::try_from(remaining).unwrap_or(0),
             reset: us(reset_us),
             retry_after: us(retry_us),
         }
     }
+}
+
+/// How many of `cost` requests to grant when `fit` more would fit now (cost 0:
+/// whether one more would, without counting it).
+fn grant(fit: i64, cost: u32) -> i64 {
+    fit.clamp(0, i64::from(cost.max(1)))
 }
 
 /// A GCRA decision. `tat` is the stored theoretical arrival time. `cost` 0 asks
@@ -95,15 +114,25 @@ pub fn gcra(tat: Option<i64>, now: i64, rule: &Rule, cost: u32) -> (Decision, Op
     let interval = rule.interval_us();
     let cap = rule.capacity();
     let tat = tat.unwrap_or(now).max(now);
-    let n = i64::from(cost.max(1));
-    let new_tat = tat + n * interval;
-    let allow_at = new_tat - cap * interval;
-    if allow_at > now {
-        return (Decision::from_parts(0, 0, tat - now, allow_at - now), None);
+    // Request k (1-based) passes while tat + k·interval − cap·interval ≤ now.
+    let fit = cap + (now - tat).div_euclid(interval);
+    let granted = grant(fit, cost);
+    if granted == 0 {
+        let retry = tat + interval - cap * interval - now;
+        return (Decision::from_parts(0, 0, tat - now, retry, cost), None);
     }
-    let stored = if cost > 0 { new_tat } else { tat };
+    let stored = if cost > 0 {
+        tat + granted * interval
+    } else {
+        tat
+    };
     let remaining = (now + cap * interval - stored) / interval;
-    let decision = Decision::from_parts(1, remaining, stored - now, 0);
+    let retry = if granted < i64::from(cost) {
+        stored + interval - cap * interval - now
+    } else {
+        0
+    };
+    let decision = Decision::from_parts(granted, remaining, stored - now, retry, cost);
     (decision, (cost > 0).then_some(stored))
 }
 
@@ -132,23 +161,27 @@ pub fn sliding_window(
         Some(w) if w.index == index - 1 => (0, w.current),
         _ => (0, 0),
     };
-    let n = i64::from(cost.max(1));
     let count = p as f64 * (per - elapsed) as f64 / per as f64 + c as f64;
-    if count + n as f64 > cap as f64 {
-        let retry = if c + n <= cap {
-            // Wait until enough of the previous window has slid out.
-            ((per as f64) - ((cap - c - n) as f64 * per as f64 / p as f64)).ceil() as i64 - elapsed
-        } else {
-            // Wait for the next window, where this one's count is the previous.
-            (per - elapsed)
-                + ((per as f64) - ((cap - n) as f64 * per as f64 / c as f64)).ceil() as i64
-        };
+    let granted = grant((cap as f64 - count).floor() as i64, cost);
+    if granted == 0 {
+        let retry = window_retry(c, p, cap, per, elapsed);
         let reset = window_reset(c, p, per, elapsed);
-        return (Decision::from_parts(0, 0, reset, retry.max(1)), None);
+        return (Decision::from_parts(0, 0, reset, retry, cost), None);
     }
-    let c = if cost > 0 { c + i64::from(cost) } else { c };
+    let c = if cost > 0 { c + granted } else { c };
     let left = (cap as f64 - (p as f64 * (per - elapsed) as f64 / per as f64 + c as f64)).floor();
-    let decision = Decision::from_parts(1, left as i64, window_reset(c, p, per, elapsed), 0);
+    let retry = if granted < i64::from(cost) {
+        window_retry(c, p, cap, per, elapsed)
+    } else {
+        0
+    };
+    let decision = Decision::from_parts(
+        granted,
+        left as i64,
+        window_reset(c, p, per, elapsed),
+        retry,
+        cost,
+    );
     let write = (cost > 0).then_some((
         Window {
             index,
@@ -158,6 +191,19 @@ pub fn sliding_window(
         2 * per - elapsed,
     ));
     (decision, write)
+}
+
+/// Until one more request fits, given the counts `c` (this window) and `p`
+/// (the previous one) that leave no room now.
+fn window_retry(c: i64, p: i64, cap: i64, per: i64, elapsed: i64) -> i64 {
+    let retry = if c < cap {
+        // Wait until enough of the previous window has slid out.
+        ((per as f64) - ((cap - c - 1) as f64 * per as f64 / p as f64)).ceil() as i64 - elapsed
+    } else {
+        // Wait for the next window, where this one's count is the previous.
+        (per - elapsed) + ((per as f64) - ((cap - 1) as f64 * per as f64 / c as f64)).ceil() as i64
+    };
+    retry.max(1)
 }
 
 /// Until the weighted count is back to zero.
@@ -182,17 +228,19 @@ local cap = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local n = cost
-if n < 1 then n = 1 end
-local new_tat = tat + n * interval
-local allow_at = new_tat - cap * interval
-if allow_at > now then return {0, 0, tat - now, allow_at - now} end
+local want = cost
+if want < 1 then want = 1 end
+local granted = cap + math.floor((now - tat) / interval)
+if granted > want then granted = want end
+if granted < 1 then return {0, 0, tat - now, tat + interval - cap * interval - now} end
 local stored = tat
 if cost > 0 then
-  stored = new_tat
+  stored = tat + granted * interval
   redis.call('SET', KEYS[1], string.format('%d', stored), 'PX', math.ceil((stored - now) / 1000) + 1)
 end
-return {1, math.floor((now + cap * interval - stored) / interval), stored - now, 0}
+local retry = 0
+if granted < cost then retry = stored + interval - cap * interval - now end
+return {granted, math.floor((now + cap * interval - stored) / interval), stored - now, retry}
 "#;
 
 /// [`sliding_window`] in Redis: one hash per key with fields w (window index),
@@ -212,26 +260,31 @@ elseif w == index - 1 then p = tonumber(s[2]) or 0 end
 local function reset(cc)
   if cc > 0 then return 2 * per - elapsed elseif p > 0 then return per - elapsed else return 0 end
 end
-local n = cost
-if n < 1 then n = 1 end
-local count = p * (per - elapsed) / per + c
-if count + n > cap then
-  local retry
-  if c + n <= cap then
-    retry = math.ceil(per - ((cap - c - n) * per / p)) - elapsed
+local function retry_after(cc)
+  local r
+  if cc < cap then
+    r = math.ceil(per - ((cap - cc - 1) * per / p)) - elapsed
   else
-    retry = (per - elapsed) + math.ceil(per - ((cap - n) * per / c))
+    r = (per - elapsed) + math.ceil(per - ((cap - 1) * per / cc))
   end
-  if retry < 1 then retry = 1 end
-  return {0, 0, reset(c), retry}
+  if r < 1 then r = 1 end
+  return r
 end
+local want = cost
+if want < 1 then want = 1 end
+local count = p * (per - elapsed) / per + c
+local granted = math.floor(cap - count)
+if granted > want then granted = want end
+if granted < 1 then return {0, 0, reset(c), retry_after(c)} end
 if cost > 0 then
-  c = c + cost
+  c = c + granted
   redis.call('HSET', KEYS[1], 'w', string.format('%d', index), 'c', string.format('%d', c), 'p', string.format('%d', p))
   redis.call('PEXPIRE', KEYS[1], math.ceil((2 * per - elapsed) / 1000) + 1)
 end
+local retry = 0
+if granted < cost then retry = retry_after(c) end
 local left = math.floor(cap - (p * (per - elapsed) / per + c))
-return {1, left, reset(c), 0}
+return {granted, left, reset(c), retry}
 "#;
 
 #[cfg(test)]
@@ -324,6 +377,67 @@ mod tests {
         let (d, _) = sliding_window(Some(old), 10_000_000, &r, 1);
         assert!(d.allowed);
         assert_eq!(d.remaining, 2);
+    }
+
+    /// A batch of `n` must decide exactly like `n` single requests at the same
+    /// instant: the same number granted and the same state left behind.
+    #[test]
+    fn a_batch_grants_what_the_same_requests_one_by_one_would() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for algorithm in [Algorithm::Gcra, Algorithm::SlidingWindow] {
+            let r = rule(algorithm, 1 + next(20) as u32, 1_000, next(5) as u32);
+            let (mut batched_g, mut single_g) = (None, None);
+            let (mut batched_w, mut single_w) = (None, None);
+            let mut now = 7_000_000_000i64;
+            for _ in 0..2_000 {
+                now += next(400_000) as i64;
+                let n = 1 + next(8) as u32;
+                let (granted, one_by_one) = match algorithm {
+                    Algorithm::Gcra => {
+                        let (d, w) = gcra(batched_g, now, &r, n);
+                        batched_g = w.or(batched_g);
+                        let mut ok = 0;
+                        for _ in 0..n {
+                            let (d1, w1) = gcra(single_g, now, &r, 1);
+                            single_g = w1.or(single_g);
+                            ok += u32::from(d1.allowed);
+                        }
+                        assert_eq!(batched_g, single_g, "{algorithm:?} state");
+                        (d, ok)
+                    }
+                    Algorithm::SlidingWindow => {
+                        let (d, w) = sliding_window(batched_w, now, &r, n);
+                        batched_w = w.map(|(w, _)| w).or(batched_w);
+                        let mut ok = 0;
+                        for _ in 0..n {
+                            let (d1, w1) = sliding_window(single_w, now, &r, 1);
+                            single_w = w1.map(|(w, _)| w).or(single_w);
+                            ok += u32::from(d1.allowed);
+                        }
+                        assert_eq!(batched_w, single_w, "{algorithm:?} state");
+                        (d, ok)
+                    }
+                };
+                assert_eq!(granted.granted, one_by_one, "{algorithm:?} at {now}");
+                assert_eq!(granted.allowed, one_by_one == n);
+                assert_eq!(granted.retry_after.is_zero(), one_by_one == n);
+            }
+        }
+    }
+
+    #[test]
+    fn gcra_grants_part_of_a_batch_and_says_when_the_next_fits() {
+        let r = rule(Algorithm::Gcra, 5, 60_000, 2);
+        let (d, tat) = gcra(None, 1_000_000, &r, 10);
+        assert_eq!((d.granted, d.allowed, d.remaining), (7, false, 0));
+        assert_eq!(d.retry_after, Duration::from_secs(12));
+        assert_eq!(tat, Some(1_000_000 + 7 * 12_000_000));
     }
 
     #[test]

@@ -188,7 +188,7 @@ impl Store for RedisStore {
                     .await
             })
             .await?;
-        Ok(Decision::from_parts(a, r, reset, retry))
+        Ok(Decision::from_parts(a, r, reset, retry, cost))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

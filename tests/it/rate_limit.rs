@@ -192,6 +192,59 @@ fn hammer(gateways: &[&Gateway], path: &str, until: Instant) -> (usize, usize) {
 }
 
 #[test]
+fn concurrent_requests_on_one_key_share_redis_calls_and_stay_exact() {
+    let redis = Redis::start();
+    let up = Mock::one("accounts", "a", &[]);
+    let store = format!("{{ backend: redis, url: '{}', timeout: 2s }}", redis.url());
+    let gw = Gateway::start(&config(
+        &store,
+        &up,
+        &route(
+            "hot",
+            "/_mock/echo/hot",
+            &["{ key: 'header:X-Client', limit: 150, per: 1h }"],
+        ),
+    ));
+    let sent = AtomicUsize::new(0);
+    let (allowed, refused) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let remaining = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                while sent.fetch_add(1, Ordering::SeqCst) < 200 {
+                    let r = hit(&gw, "/_mock/echo/hot", "hot");
+                    match r.status {
+                        200 => {
+                            allowed.fetch_add(1, Ordering::SeqCst);
+                            let left = num(&r, "ratelimit-remaining");
+                            remaining.lock().unwrap().push(left);
+                        }
+                        429 => {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                        }
+                        other => panic!("status {other}: {}", r.body_text()),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(allowed.into_inner(), 150, "exactly the limit");
+    assert_eq!(refused.into_inner(), 50);
+    // Every granted request saw its own place in the allowance.
+    let mut remaining = remaining.into_inner().unwrap();
+    remaining.sort_unstable();
+    assert_eq!(remaining, (0..150).collect::<Vec<i64>>());
+    // Requests that arrived while a call for the key was in flight went in one
+    // batch: fewer script calls than granted requests.
+    let calls = redis.calls("evalsha");
+    eprintln!("{calls} EVALSHA calls for 150 granted requests");
+    assert!(
+        calls < 150,
+        "{calls} EVALSHA calls for 150 granted requests"
+    );
+}
+
+#[test]
 fn a_fleet_sharing_redis_gets_exactly_its_allowance() {
     let redis = Redis::start();
     let up = Mock::one("accounts", "a", &[]);
@@ -487,15 +540,16 @@ async fn the_redis_store_seam_works_like_the_memory_one() {
             per: Duration::from_secs(3600),
             burst: 1,
         };
-        for cost in [1, 1, 0, 1, 1, 1, 0] {
+        // Single requests, peeks (0) and coalesced batches (> 1).
+        for cost in [1, 1, 0, 1, 1, 1, 0, 3, 0, 2, 5] {
             let r = store
                 .rate_limit("fingate:t:{rl}", &rule, cost)
                 .await
                 .unwrap();
             let m = memory.decide("fingate:t:{rl}", &rule, cost);
             assert_eq!(
-                (r.allowed, r.remaining),
-                (m.allowed, m.remaining),
+                (r.allowed, r.granted, r.remaining),
+                (m.allowed, m.granted, m.remaining),
                 "{algorithm:?} cost {cost}"
             );
         }

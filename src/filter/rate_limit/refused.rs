@@ -53,6 +53,7 @@ impl RefusedKeys {
         }
         Some(Decision {
             allowed: false,
+            granted: 0,
             remaining: 0,
             reset: r.reset_at.saturating_duration_since(now),
             retry_after: r.until - now,
@@ -90,6 +91,7 @@ mod tests {
     fn refused(retry_ms: u64) -> Decision {
         Decision {
             allowed: false,
+            granted: 0,
             remaining: 0,
             reset: Duration::from_millis(retry_ms * 2),
             retry_after: Duration::from_millis(retry_ms),
