@@ -180,6 +180,16 @@ impl Guarded {
     }
 }
 
+/// An interim (1xx) response head, e.g. the `100 Continue` sent before a client
+/// uploads its body: the request is still going on, and the bytes that follow are
+/// its body, not a new head. Pingora writes a head in one piece.
+fn is_interim(written: &[u8]) -> bool {
+    (written.starts_with(b"HTTP/1.1 1") || written.starts_with(b"HTTP/1.0 1"))
+        && written
+            .get(10..12)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+}
+
 /// Why a connection is cut when a head carries both framing headers.
 const AMBIGUOUS_FRAMING: &str = "Content-Length and Transfer-Encoding in one request";
 
@@ -312,7 +322,7 @@ impl AsyncWrite for Guarded {
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !is_interim(data) {
             this.responded = true;
         }
         r
@@ -330,7 +340,11 @@ impl AsyncWrite for Guarded {
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !is_interim(first) {
             this.responded = true;
         }
         r
@@ -466,6 +480,15 @@ mod tests {
             }
             assert_eq!(scan(&chunks).0, reference(&chunks), "{chunks:?}");
         }
+    }
+
+    #[test]
+    fn only_1xx_heads_are_interim() {
+        assert!(super::is_interim(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        assert!(super::is_interim(b"HTTP/1.1 103 Early Hints\r\n"));
+        assert!(!super::is_interim(b"HTTP/1.1 200 OK\r\n"));
+        assert!(!super::is_interim(b"HTTP/1.1 1"));
+        assert!(!super::is_interim(b"{\"a\":1}"));
     }
 
     #[test]

@@ -319,3 +319,36 @@ fn forwarding_headers_are_the_gateways_unless_the_peer_is_trusted() {
     assert_eq!(h["forwarded"][0], "for=6.6.6.6, for=127.0.0.1;proto=http");
     assert_eq!(h["x-forwarded-proto"][0], "https");
 }
+
+/// `Expect: 100-continue`: the interim 100 is not the end of the request. The body
+/// that follows it must not be read as the next request's head: here it looks like
+/// one, with both framing headers, and arrives after a pause.
+#[test]
+fn a_body_after_100_continue_is_not_taken_for_a_new_head() {
+    let (_a, _b, gw) = two_routes("limits: { header_timeout: 1s }\n");
+    let body = b"X-Fake: 1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\nend.";
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = format!(
+        "POST /_mock/echo/upload HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let interim = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    // Longer than header_timeout: a body is not a head.
+    std::thread::sleep(Duration::from_millis(1_500));
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    while !out.windows(4).any(|w| w == b"end.") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    let answer = String::from_utf8_lossy(&out);
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    assert!(answer.contains("Transfer-Encoding: chunked"), "{answer}");
+}
