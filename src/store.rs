@@ -9,6 +9,8 @@
 pub mod limit;
 mod memory;
 mod redis;
+#[cfg(test)]
+pub mod testing;
 
 pub use limit::{Algorithm, Decision, Rule};
 pub use memory::MemoryStore;

@@ -226,35 +226,49 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// One field's value, written per format.
+enum Value<'a> {
+    Str(&'a str),
+    Ip(IpAddr),
+    Int(u64),
+    Millis(Duration),
+}
+
+/// The request's fields in line order; absent ones are left out of the line.
+fn fields<'a>(e: &Entry<'a>) -> [(&'static str, Option<Value<'a>>); 11] {
+    [
+        ("request_id", Some(Value::Str(e.request_id))),
+        ("route", Some(Value::Str(e.route))),
+        ("method", Some(Value::Str(e.method))),
+        ("path", Some(Value::Str(e.path))),
+        ("client", e.client.map(Value::Ip)),
+        ("status", Some(Value::Int(u64::from(e.status)))),
+        ("duration_ms", Some(Value::Millis(e.duration))),
+        ("upstream", e.upstream.map(Value::Str)),
+        ("consumer", e.consumer.map(Value::Str)),
+        ("cache", e.cache.map(Value::Str)),
+        ("error", e.error.map(Value::Str)),
+    ]
+}
+
 fn json_line(out: &mut Vec<u8>, stamp: &mut Stamp, e: &Entry<'_>) {
     out.extend_from_slice(b"{\"timestamp\":\"");
     stamp.push(out);
-    out.extend_from_slice(b"\",\"level\":\"INFO\",\"request_id\":");
-    push_json_str(out, e.request_id);
-    out.extend_from_slice(b",\"route\":");
-    push_json_str(out, e.route);
-    out.extend_from_slice(b",\"method\":");
-    push_json_str(out, e.method);
-    out.extend_from_slice(b",\"path\":");
-    push_json_str(out, e.path);
-    if let Some(ip) = e.client {
-        out.extend_from_slice(b",\"client\":\"");
-        push_ip(out, ip);
-        out.push(b'"');
-    }
-    out.extend_from_slice(b",\"status\":");
-    push_int(out, u64::from(e.status));
-    out.extend_from_slice(b",\"duration_ms\":");
-    push_millis(out, e.duration);
-    for (name, value) in [
-        (&b",\"upstream\":"[..], e.upstream),
-        (b",\"consumer\":", e.consumer),
-        (b",\"cache\":", e.cache),
-        (b",\"error\":", e.error),
-    ] {
-        if let Some(v) = value {
-            out.extend_from_slice(name);
-            push_json_str(out, v);
+    out.extend_from_slice(b"\",\"level\":\"INFO\"");
+    for (name, value) in fields(e) {
+        let Some(value) = value else { continue };
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        match value {
+            Value::Str(s) => push_json_str(out, s),
+            Value::Ip(ip) => {
+                out.push(b'"');
+                push_ip(out, ip);
+                out.push(b'"');
+            }
+            Value::Int(n) => push_int(out, n),
+            Value::Millis(d) => push_millis(out, d),
         }
     }
     out.extend_from_slice(b",\"target\":\"fingate::access\"}\n");
@@ -264,31 +278,17 @@ fn json_line(out: &mut Vec<u8>, stamp: &mut Stamp, e: &Entry<'_>) {
 /// contain a space, quote or control character.
 fn text_line(out: &mut Vec<u8>, stamp: &mut Stamp, e: &Entry<'_>) {
     stamp.push(out);
-    out.extend_from_slice(b"  INFO fingate::access: request_id=");
-    push_text(out, e.request_id);
-    out.extend_from_slice(b" route=");
-    push_text(out, e.route);
-    out.extend_from_slice(b" method=");
-    push_text(out, e.method);
-    out.extend_from_slice(b" path=");
-    push_text(out, e.path);
-    if let Some(ip) = e.client {
-        out.extend_from_slice(b" client=");
-        push_ip(out, ip);
-    }
-    out.extend_from_slice(b" status=");
-    push_int(out, u64::from(e.status));
-    out.extend_from_slice(b" duration_ms=");
-    push_millis(out, e.duration);
-    for (name, value) in [
-        (&b" upstream="[..], e.upstream),
-        (b" consumer=", e.consumer),
-        (b" cache=", e.cache),
-        (b" error=", e.error),
-    ] {
-        if let Some(v) = value {
-            out.extend_from_slice(name);
-            push_text(out, v);
+    out.extend_from_slice(b"  INFO fingate::access:");
+    for (name, value) in fields(e) {
+        let Some(value) = value else { continue };
+        out.push(b' ');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'=');
+        match value {
+            Value::Str(s) => push_text(out, s),
+            Value::Ip(ip) => push_ip(out, ip),
+            Value::Int(n) => push_int(out, n),
+            Value::Millis(d) => push_millis(out, d),
         }
     }
     out.push(b'\n');

@@ -124,22 +124,9 @@ fn routes_prints_the_resolved_table() {
 
 #[test]
 fn hash_password_reads_stdin_and_token_mints_with_the_signing_key() {
-    use std::io::Write;
-    let mut child = std::process::Command::new(fingate_bin())
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"s3cret-pw\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let hash = String::from_utf8(out.stdout).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, hash, _) = fingate_with_stdin(&["hash-password"], dir.path(), "s3cret-pw\n");
+    assert_eq!(code, 0);
     assert!(
         hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
         "{hash}"

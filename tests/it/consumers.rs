@@ -6,8 +6,6 @@ use crate::authkit::*;
 use crate::harness::*;
 use crate::redis::Redis;
 use serde_json::json;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const NEW_PASSWORD: &str = "Partner-Pa55word-7";
@@ -153,30 +151,13 @@ fn registration_refuses_bad_bodies_with_a_reason() {
     assert_eq!(redis.cli(&["HLEN", "fingate:consumers"]), "0");
 }
 
-/// `fingate consumers <args>` with `stdin` piped in.
+/// `fingate consumers <args> -c <the gateway's config>` with `stdin` piped in.
 fn consumers_cli(gw: &Gateway, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(fingate_bin())
-        .arg("consumers")
-        .args(args)
-        .arg("-c")
-        .arg(&gw.config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let config = gw.config.display().to_string();
+    let mut all = vec!["consumers"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-c", &config]);
+    fingate_with_stdin(&all, gw.dir.path(), stdin)
 }
 
 #[test]

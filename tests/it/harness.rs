@@ -431,11 +431,23 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 
 /// Runs `fingate <args>` to completion: (exit code, stdout, stderr).
 pub fn fingate(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let out = Command::new(fingate_bin())
+    fingate_with_stdin(args, dir, "")
+}
+
+/// Like [`fingate`], with `stdin` piped in (passwords are read from stdin only).
+pub fn fingate_with_stdin(args: &[&str], dir: &Path, stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(fingate_bin())
         .args(args)
         .current_dir(dir)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // A command that exits without reading closes the pipe: not an error here.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let out = child.wait_with_output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

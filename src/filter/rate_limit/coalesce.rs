@@ -150,48 +150,15 @@ fn share(outcome: &Outcome, i: u32) -> Outcome {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::config::StoreBackend;
-    use crate::store::{Algorithm, MemoryStore};
-    use async_trait::async_trait;
+    use crate::store::testing::TestStore;
+    use crate::store::Algorithm;
     use std::sync::Arc;
 
-    /// A memory store that takes 20 ms per decision and records each call's cost.
-    #[derive(Debug, Default)]
-    struct Slow {
-        inner: MemoryStore,
-        costs: Mutex<Vec<u32>>,
-    }
-
-    #[async_trait]
-    impl Store for Slow {
-        fn backend(&self) -> StoreBackend {
-            StoreBackend::Redis
-        }
-        async fn rate_limit(&self, key: &str, rule: &Rule, cost: u32) -> Outcome {
-            self.costs.lock().unwrap().push(cost);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            self.inner.rate_limit(key, rule, cost).await
-        }
-        async fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(None)
-        }
-        async fn set(&self, _: &str, _: &[u8], _: Option<Duration>) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn delete(&self, _: &str) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn map_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            Ok(None)
-        }
-        async fn map_insert_new(&self, _: &str, _: &str, _: &[u8]) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn map_remove(&self, _: &str, _: &str) -> Result<bool, StoreError> {
-            Ok(false)
-        }
-        async fn map_entries(&self, _: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-            Ok(Vec::new())
+    /// A store that takes 20 ms per decision, like a Redis round trip under load.
+    fn slow_store() -> TestStore {
+        TestStore {
+            delay: Duration::from_millis(20),
+            ..TestStore::default()
         }
     }
 
@@ -204,7 +171,12 @@ mod tests {
         }
     }
 
-    async fn burst(c: &Arc<Coalescer>, store: &Arc<Slow>, n: usize, limit: u32) -> Vec<Decision> {
+    async fn burst(
+        c: &Arc<Coalescer>,
+        store: &Arc<TestStore>,
+        n: usize,
+        limit: u32,
+    ) -> Vec<Decision> {
         let tasks: Vec<_> = (0..n)
             .map(|_| {
                 let (c, store) = (c.clone(), store.clone());
@@ -223,7 +195,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_requests_share_calls_and_the_limit_stays_exact() {
-        let (c, store) = (Arc::new(Coalescer::default()), Arc::new(Slow::default()));
+        let (c, store) = (Arc::new(Coalescer::default()), Arc::new(slow_store()));
         let decisions = burst(&c, &store, 50, 30).await;
         let allowed = decisions.iter().filter(|d| d.allowed).count();
         assert_eq!(allowed, 30, "exactly the limit");
@@ -244,14 +216,14 @@ mod tests {
         assert!(c.queued.lock().unwrap().is_empty(), "the key is released");
     }
 
-    fn spawn_one(c: &Arc<Coalescer>, store: &Arc<Slow>) -> tokio::task::JoinHandle<Outcome> {
+    fn spawn_one(c: &Arc<Coalescer>, store: &Arc<TestStore>) -> tokio::task::JoinHandle<Outcome> {
         let (c, store) = (c.clone(), store.clone());
         tokio::spawn(async move { c.decide(store.as_ref(), "k", &rule(100)).await })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cancelled_leader_hands_its_queue_on() {
-        let (c, store) = (Arc::new(Coalescer::default()), Arc::new(Slow::default()));
+        let (c, store) = (Arc::new(Coalescer::default()), Arc::new(slow_store()));
         let ms = |n| tokio::time::sleep(Duration::from_millis(n));
         // a leads alone (0-20 ms); b, then d and e queue behind it.
         let a = spawn_one(&c, &store);
@@ -276,7 +248,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_key_goes_out_at_once_alone() {
-        let (c, store) = (Coalescer::default(), Slow::default());
+        let (c, store) = (Coalescer::default(), slow_store());
         for _ in 0..3 {
             assert!(c.decide(&store, "k", &rule(10)).await.unwrap().allowed);
         }

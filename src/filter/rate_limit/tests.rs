@@ -1,50 +1,5 @@
 use super::*;
-use crate::config::StoreBackend;
-use crate::store::StoreError;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// A memory store that counts calls, or fails every call.
-#[derive(Debug, Default)]
-struct Probe {
-    inner: MemoryStore,
-    calls: AtomicUsize,
-    broken: bool,
-}
-
-#[async_trait]
-impl Store for Probe {
-    fn backend(&self) -> StoreBackend {
-        StoreBackend::Memory
-    }
-    async fn rate_limit(&self, key: &str, rule: &Rule, cost: u32) -> Result<Decision, StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.broken {
-            return Err(StoreError::Unavailable("test".into()));
-        }
-        self.inner.rate_limit(key, rule, cost).await
-    }
-    async fn get(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(None)
-    }
-    async fn set(&self, _: &str, _: &[u8], _: Option<Duration>) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn delete(&self, _: &str) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn map_get(&self, _: &str, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(None)
-    }
-    async fn map_insert_new(&self, _: &str, _: &str, _: &[u8]) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn map_remove(&self, _: &str, _: &str) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn map_entries(&self, _: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(Vec::new())
-    }
-}
+use crate::store::testing::TestStore;
 
 fn options(yaml: &str) -> RateLimitOptions {
     serde_yaml::from_str(yaml).unwrap()
@@ -155,7 +110,7 @@ async fn requests_without_their_key_share_the_anonymous_bucket() {
 
 #[tokio::test]
 async fn refused_keys_are_answered_without_a_store_call() {
-    let store = Arc::new(Probe::default());
+    let store = Arc::new(TestStore::default());
     let f = filter("{key: ip, limit: 1, per: 1m}", store.clone());
     assert!(call(&f, &mut ctx(None), &mut http::HeaderMap::new())
         .await
@@ -168,12 +123,12 @@ async fn refused_keys_are_answered_without_a_store_call() {
             .await
             .is_some());
     }
-    assert_eq!(store.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(store.calls(), 2);
 }
 
 #[tokio::test]
 async fn a_failing_store_falls_back_locally_or_denies() {
-    let broken = Arc::new(Probe {
+    let broken = Arc::new(TestStore {
         broken: true,
         ..Default::default()
     });

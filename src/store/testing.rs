@@ -1,0 +1,71 @@
+//! A store for the unit tests of its callers: the memory store underneath, each
+//! rate-limit call's cost recorded, an optional delay per decision (a slow Redis),
+//! and a switch that makes every decision fail (a dead one).
+
+use super::{Decision, MemoryStore, Rule, Store, StoreError};
+use crate::config::StoreBackend;
+use async_trait::async_trait;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct TestStore {
+    pub inner: MemoryStore,
+    pub costs: Mutex<Vec<u32>>,
+    pub delay: Duration,
+    pub broken: bool,
+}
+
+impl TestStore {
+    /// Rate-limit calls so far.
+    pub fn calls(&self) -> usize {
+        self.costs.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[async_trait]
+impl Store for TestStore {
+    fn backend(&self) -> StoreBackend {
+        // Callers that only batch for a shared store must treat this one as shared.
+        StoreBackend::Redis
+    }
+    async fn rate_limit(&self, key: &str, rule: &Rule, cost: u32) -> Result<Decision, StoreError> {
+        self.costs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(cost);
+        if self.broken {
+            return Err(StoreError::Unavailable("test store is broken".into()));
+        }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.inner.rate_limit(key, rule, cost).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn set(&self, key: &str, value: &[u8], ttl: Option<Duration>) -> Result<(), StoreError> {
+        self.inner.set(key, value, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn map_get(&self, map: &str, field: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.map_get(map, field).await
+    }
+    async fn map_insert_new(
+        &self,
+        map: &str,
+        field: &str,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.inner.map_insert_new(map, field, value).await
+    }
+    async fn map_remove(&self, map: &str, field: &str) -> Result<bool, StoreError> {
+        self.inner.map_remove(map, field).await
+    }
+    async fn map_entries(&self, map: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.map_entries(map).await
+    }
+}
