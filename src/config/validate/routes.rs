@@ -1,0 +1,304 @@
+//! Routes and their filters: patterns, rewrites, per-route limits, the order of
+//! `jwt` and `cache`, and conflicts across the whole table.
+
+use super::*;
+
+/// A global cache that runs before a route's `jwt` (see [`cache_before_auth`]).
+pub(super) fn check_cache_after_auth(
+    global: &[FilterSpec],
+    routes: &[RouteConfig],
+    errors: &mut Errors,
+) {
+    let names = |list: &[FilterSpec]| list.iter().map(|f| f.config.name()).collect::<Vec<_>>();
+    let global_names = names(global);
+    let early = routes.iter().find_map(|r| {
+        let all = [global_names.clone(), names(&r.filters)].concat();
+        cache_before_auth(&all).filter(|i| *i < global.len())
+    });
+    if let Some(i) = early.or_else(|| cache_before_auth(&global_names)) {
+        push(errors, format!("filters[{i}].cache"), CACHE_BEFORE_JWT);
+    }
+}
+
+/// The same rule within one route's own filters.
+fn check_route_cache_order(filters: &[FilterSpec], base: &str, errors: &mut Errors) {
+    let names: Vec<&str> = filters.iter().map(|f| f.config.name()).collect();
+    if let Some(c) = cache_before_auth(&names) {
+        push(
+            errors,
+            format!("{base}.filters[{c}].cache"),
+            CACHE_BEFORE_JWT,
+        );
+    }
+}
+
+const CACHE_BEFORE_JWT: &str = "`cache` runs before `jwt` here, so a cached answer would be served before the token is checked: list `jwt` first";
+
+/// Deserializes and builds a list of filters, each at its own path.
+pub(super) fn typed_filter_list(
+    value: Value,
+    base: &str,
+    deps: &FilterDeps,
+    errors: &mut Errors,
+) -> Vec<FilterSpec> {
+    let items = match value {
+        Value::Sequence(items) => items,
+        Value::Null => return Vec::new(),
+        _ => {
+            push(
+                errors,
+                base,
+                "expected a list of filters, e.g. `- request_id: {}`",
+            );
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let path = format!("{base}[{i}]");
+        let mut track = serde_path_to_error::Track::new();
+        let de = serde_path_to_error::Deserializer::new(item, &mut track);
+        let config: FilterConfig = match serde_yaml::with::singleton_map_recursive::deserialize(de)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let inner = track.path().to_string();
+                let full = if inner == "." {
+                    path
+                } else {
+                    format!("{path}.{inner}")
+                };
+                push(errors, full, e.to_string());
+                continue;
+            }
+        };
+        if let Some(spec) = build_filter(config, &path, deps, errors) {
+            out.push(spec);
+        }
+    }
+    out
+}
+
+fn build_filter(
+    config: FilterConfig,
+    path: &str,
+    deps: &FilterDeps,
+    errors: &mut Errors,
+) -> Option<FilterSpec> {
+    match config.check_with(deps) {
+        Ok(()) => Some(FilterSpec { config }),
+        Err(option_errors) => {
+            for e in option_errors {
+                push(
+                    errors,
+                    format!("{path}.{}.{}", config.name(), e.path),
+                    e.message,
+                );
+            }
+            None
+        }
+    }
+}
+
+pub(super) fn routes(
+    value: Value,
+    declared: &[String],
+    default_max_body: u64,
+    deps: &FilterDeps,
+    errors: &mut Errors,
+) -> Vec<RouteConfig> {
+    let Value::Sequence(items) = value else {
+        push(errors, "routes", "at least one route is required");
+        return Vec::new();
+    };
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<(usize, RouteConfig)> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let base = format!("routes[{i}]");
+        let Some(file) = typed::<RouteFile>(item, &base, errors) else {
+            continue;
+        };
+        if !valid_name(&file.name) {
+            push(
+                errors,
+                format!("{base}.name"),
+                format!(
+                    "invalid route name {:?}: use 1-64 letters, digits, '-', '_' or '.'",
+                    file.name
+                ),
+            );
+        } else if let Some(first) = names.insert(file.name.clone(), i) {
+            push(
+                errors,
+                format!("{base}.name"),
+                format!(
+                    "duplicate route name {:?} (also routes[{first}])",
+                    file.name
+                ),
+            );
+        }
+        if !declared.contains(&file.upstream) {
+            push(
+                errors,
+                format!("{base}.upstream"),
+                format!(
+                    "unknown upstream {:?} (known: {})",
+                    file.upstream,
+                    declared.join(", ")
+                ),
+            );
+        }
+        if let Some(route) = route(file, &base, default_max_body, deps, errors) {
+            out.push((i, route));
+        }
+    }
+    check_table(&out, errors);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+fn route(
+    file: RouteFile,
+    base: &str,
+    default_max_body: u64,
+    deps: &FilterDeps,
+    errors: &mut Errors,
+) -> Option<RouteConfig> {
+    let before = errors.len();
+    let m = file.matcher;
+    let pattern = match (m.path, m.prefix) {
+        (Some(p), None) => PathPattern::Exact(p),
+        (None, Some(p)) => PathPattern::Prefix(p),
+        _ => {
+            push(
+                errors,
+                format!("{base}.match"),
+                "give exactly one of `path` (exact, with {param} segments) or `prefix`",
+            );
+            return None;
+        }
+    };
+    let methods = m.methods.map(|list| {
+        let mut parsed = Vec::new();
+        for (j, raw) in list.iter().enumerate() {
+            match http::Method::from_bytes(raw.as_bytes()) {
+                Ok(method) if raw.bytes().all(|b| b.is_ascii_uppercase()) => parsed.push(method),
+                _ => push(
+                    errors,
+                    format!("{base}.match.methods[{j}]"),
+                    format!("invalid method {raw:?}: write it in capitals, e.g. GET"),
+                ),
+            }
+        }
+        parsed
+    });
+    check_pattern_is_normalised(&pattern, base, errors);
+    let spec = RouteSpec {
+        host: m.host,
+        methods,
+        pattern,
+    };
+    let rewrite = file.rewrite.and_then(|r| match (r.strip_prefix, r.path) {
+        (Some(prefix), None) if prefix.starts_with('/') => Some(Rewrite::StripPrefix(prefix)),
+        (Some(prefix), None) => {
+            push(
+                errors,
+                format!("{base}.rewrite.strip_prefix"),
+                format!("{prefix:?} must start with '/'"),
+            );
+            None
+        }
+        (None, Some(template)) => PathTemplate::parse(&template, &spec.pattern.param_names())
+            .map(Rewrite::Template)
+            .map_err(|e| push(errors, format!("{base}.rewrite.path"), e))
+            .ok(),
+        _ => {
+            push(
+                errors,
+                format!("{base}.rewrite"),
+                "give exactly one of `strip_prefix` or `path`",
+            );
+            None
+        }
+    });
+    let filters: Vec<FilterSpec> = file
+        .filters
+        .into_iter()
+        .enumerate()
+        .filter_map(|(j, config)| {
+            build_filter(config, &format!("{base}.filters[{j}]"), deps, errors)
+        })
+        .collect();
+    check_route_cache_order(&filters, base, errors);
+    (errors.len() == before).then_some(RouteConfig {
+        name: file.name,
+        max_body: file.max_body.map_or(default_max_body, |s| s.0),
+        spec,
+        upstream: file.upstream,
+        rewrite,
+        filters,
+    })
+}
+
+/// Builds the route table once to find conflicts and bad patterns.
+fn check_table(routes: &[(usize, RouteConfig)], errors: &mut Errors) {
+    let specs = routes.iter().map(|(_, r)| (r.spec.clone(), ())).collect();
+    if let Err(table_errors) = RouteTable::build(specs) {
+        let mut seen = BTreeSet::new();
+        for e in table_errors {
+            let Some((file_index, _)) = routes.get(e.index) else {
+                continue;
+            };
+            let path = format!("routes[{file_index}].{}", e.field);
+            if seen.insert((path.clone(), e.message.clone())) {
+                // Table indexes count only valid routes; name routes by their file index.
+                push(errors, path, renumber(&e.message, routes));
+            }
+        }
+    }
+}
+
+/// Rewrites `routes[N]` references in a table message from table index to file index.
+fn renumber(message: &str, routes: &[(usize, RouteConfig)]) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("route ") {
+        out.push_str(&rest[..at + 6]);
+        rest = &rest[at + 6..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let Some((file_index, _)) = rest[..digits]
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| routes.get(n))
+        {
+            out.push_str(&file_index.to_string());
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Requests are routed on their normalised path, so a pattern literal that
+/// normalisation would change (`/%41`, `/caf\u{e9}`, `/a/./b`) could never match:
+/// refuse it and name the spelling that would.
+fn check_pattern_is_normalised(pattern: &PathPattern, base: &str, errors: &mut Errors) {
+    let (key, text) = match pattern {
+        PathPattern::Exact(p) => ("path", p),
+        PathPattern::Prefix(p) => ("prefix", p),
+    };
+    for segment in text
+        .split('/')
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+    {
+        let as_path = format!("/{segment}");
+        match crate::normalize::normalize_path(&as_path) {
+            Ok(n) if n == as_path => {}
+            Ok(n) => push(
+                errors,
+                format!("{base}.match.{key}"),
+                format!("segment {segment:?} never matches: requests are normalised first; write it as {:?}", &n[1..]),
+            ),
+            Err(e) => push(errors, format!("{base}.match.{key}"), format!("segment {segment:?} never matches: {e}")),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Upstream groups: targets and weights, balancing, hashing, health checks,
+//! timeouts and retries.
+
+use super::*;
+
+const MAX_WEIGHT: u32 = 1000;
+const MAX_RETRIES: u32 = 10;
+
+/// The valid upstream groups, and the names of every group declared (valid or not),
+/// so a route naming a broken group is not also told the group is unknown.
+pub(super) fn upstreams(
+    value: Value,
+    errors: &mut Errors,
+) -> (BTreeMap<String, UpstreamConfig>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut declared = Vec::new();
+    let map = match value {
+        Value::Mapping(map) => map,
+        Value::Null => {
+            push(
+                errors,
+                "upstreams",
+                "at least one upstream group is required",
+            );
+            return (out, declared);
+        }
+        _ => {
+            push(
+                errors,
+                "upstreams",
+                "expected a mapping of upstream names to groups",
+            );
+            return (out, declared);
+        }
+    };
+    for (key, value) in map {
+        let name = key.as_str().unwrap_or_default().to_owned();
+        let base = format!("upstreams.{name}");
+        declared.push(name.clone());
+        if !valid_name(&name) {
+            push(
+                errors,
+                &base,
+                format!("invalid upstream name {name:?}: use letters, digits, '-', '_' and '.'"),
+            );
+        }
+        if let Some(file) = typed::<UpstreamFile>(value, &base, errors) {
+            if let Some(u) = upstream(name.clone(), file, &base, errors) {
+                out.insert(name, u);
+            }
+        }
+    }
+    (out, declared)
+}
+
+fn upstream(
+    name: String,
+    file: UpstreamFile,
+    base: &str,
+    errors: &mut Errors,
+) -> Option<UpstreamConfig> {
+    let before = errors.len();
+    if file.targets.is_empty() {
+        push(
+            errors,
+            format!("{base}.targets"),
+            "an upstream needs at least one target",
+        );
+    }
+    let mut targets: Vec<TargetConfig> = Vec::new();
+    for (i, t) in file.targets.iter().enumerate() {
+        let path = format!("{base}.targets[{i}]");
+        let Some(address) = socket_addr(&t.address, &path, errors) else {
+            continue;
+        };
+        let weight = t.weight.unwrap_or(1);
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            push(
+                errors,
+                format!("{path}.weight"),
+                format!("{weight} is out of range: use 1 to {MAX_WEIGHT}"),
+            );
+        }
+        if targets.iter().any(|o| o.address == address) {
+            push(errors, &path, format!("{address} is listed twice"));
+        }
+        targets.push(TargetConfig { address, weight });
+    }
+    let balance = match (file.balance, file.hash_on.as_deref()) {
+        (Some(BalanceFile::ConsistentHash), hash_on) => {
+            Balance::ConsistentHash(hash_on_key(hash_on.unwrap_or("ip"), base, errors))
+        }
+        (_, Some(_)) => {
+            push(
+                errors,
+                format!("{base}.hash_on"),
+                "`hash_on` is only used with balance: consistent_hash",
+            );
+            Balance::RoundRobin
+        }
+        (None | Some(BalanceFile::RoundRobin | BalanceFile::Weighted), None) => Balance::RoundRobin,
+        (Some(BalanceFile::LeastConn), None) => Balance::LeastConn,
+        (Some(BalanceFile::Random), None) => Balance::Random,
+    };
+    let health_check = file
+        .health_check
+        .and_then(|h| health_check(h, &format!("{base}.health_check"), errors));
+    let positive =
+        |d: Option<units::DurationStr>, default_ms: u64, key: &str, errors: &mut Errors| {
+            let d = d.map_or(Duration::from_millis(default_ms), |d| d.0);
+            if d.is_zero() {
+                push(errors, format!("{base}.{key}"), "must be greater than 0");
+            }
+            d
+        };
+    let connect_timeout = positive(file.connect_timeout, 1_000, "connect_timeout", errors);
+    let read_timeout = positive(file.read_timeout, 10_000, "read_timeout", errors);
+    let eject_for = positive(file.eject_for, 10_000, "eject_for", errors);
+    let retries = file.retries.unwrap_or(1);
+    if retries > MAX_RETRIES {
+        push(
+            errors,
+            format!("{base}.retries"),
+            format!("{retries} is out of range: use 0 to {MAX_RETRIES}"),
+        );
+    }
+    (errors.len() == before).then_some(UpstreamConfig {
+        name,
+        targets,
+        balance,
+        health_check,
+        connect_timeout,
+        read_timeout,
+        retries,
+        eject_for,
+    })
+}
+
+fn hash_on_key(text: &str, base: &str, errors: &mut Errors) -> HashOn {
+    match text {
+        "consumer" => HashOn::Consumer,
+        "ip" => HashOn::Ip,
+        other => match other
+            .strip_prefix("header:")
+            .map(|h| HeaderName::from_bytes(h.trim().as_bytes()))
+        {
+            Some(Ok(name)) => HashOn::Header(name),
+            _ => {
+                push(
+                    errors,
+                    format!("{base}.hash_on"),
+                    format!("{other:?}: expected consumer, ip or header:<Name>"),
+                );
+                HashOn::Ip
+            }
+        },
+    }
+}
+
+fn health_check(file: HealthCheckFile, base: &str, errors: &mut Errors) -> Option<HealthCheck> {
+    let before = errors.len();
+    let path = file.path.unwrap_or_else(|| "/health".to_owned());
+    if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        push(
+            errors,
+            format!("{base}.path"),
+            format!("{path:?} is not a request path like /health"),
+        );
+    }
+    let interval = file.interval.map_or(Duration::from_secs(5), |d| d.0);
+    let timeout = file.timeout.map_or(Duration::from_secs(1), |d| d.0);
+    if interval.is_zero() {
+        push(errors, format!("{base}.interval"), "must be greater than 0");
+    }
+    if timeout.is_zero() || timeout > interval {
+        push(
+            errors,
+            format!("{base}.timeout"),
+            "must be greater than 0 and at most `interval`",
+        );
+    }
+    let healthy = file.healthy.unwrap_or(2);
+    let unhealthy = file.unhealthy.unwrap_or(3);
+    for (key, v) in [("healthy", healthy), ("unhealthy", unhealthy)] {
+        if !(1..=100).contains(&v) {
+            push(
+                errors,
+                format!("{base}.{key}"),
+                format!("{v} is out of range: use 1 to 100"),
+            );
+        }
+    }
+    (errors.len() == before).then_some(HealthCheck {
+        path,
+        interval,
+        timeout,
+        healthy,
+        unhealthy,
+    })
+}
