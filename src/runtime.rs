@@ -196,6 +196,9 @@ pub struct ReloadSummary {
     pub routes_added: Vec<String>,
     pub routes_removed: Vec<String>,
     pub routes_changed: Vec<String>,
+    /// Other sections that changed and took effect with this reload (`auth`,
+    /// `consumers`, `store`, `cache`, `limits`, `trusted_proxies`, `shutdown`).
+    pub settings_changed: Vec<&'static str>,
     /// Settings that only take effect after a restart (e.g. `listen`).
     pub restart_needed: Vec<&'static str>,
 }
@@ -249,7 +252,8 @@ impl Gateway {
         match &result {
             Ok(s) => tracing::info!(
                 hash = %s.hash, added = ?s.routes_added, removed = ?s.routes_removed,
-                changed = ?s.routes_changed, restart_needed = ?s.restart_needed,
+                changed = ?s.routes_changed, settings_changed = ?s.settings_changed,
+                restart_needed = ?s.restart_needed,
                 "configuration reloaded"
             ),
             Err(e) => {
@@ -304,6 +308,22 @@ fn summarize(old: &Config, new: &Config) -> ReloadSummary {
         &mut s.routes_removed,
     ] {
         v.sort();
+    }
+    for (name, changed) in [
+        ("auth", !old.auth.same_as(&new.auth)),
+        ("consumers", old.consumers != new.consumers),
+        ("store", old.store != new.store),
+        ("cache", old.cache != new.cache),
+        ("limits", old.limits != new.limits),
+        (
+            "trusted_proxies",
+            old.trusted_proxies != new.trusted_proxies,
+        ),
+        ("shutdown", old.shutdown_grace != new.shutdown_grace),
+    ] {
+        if changed {
+            s.settings_changed.push(name);
+        }
     }
     if old.listen != new.listen {
         s.restart_needed.push("listen");

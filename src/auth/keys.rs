@@ -9,6 +9,7 @@
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 use ring::signature::KeyPair as _;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,6 +41,9 @@ pub struct Key {
     pub validation: Validation,
     /// The public half as a JWK, for `/.well-known/jwks.json` (asymmetric signing key).
     pub jwk: Option<serde_json::Value>,
+    /// A hash of everything the key was built from (settings and key material), so
+    /// a reload can say whether the key changed; never shown.
+    pub fingerprint: u64,
 }
 
 impl std::fmt::Debug for Key {
@@ -124,8 +128,18 @@ pub fn build(
     issuer: &str,
     policy: &Policy<'_>,
 ) -> Result<Key, String> {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        id,
+        format!("{algorithm:?}"),
+        sign,
+        format!("{accept:?}"),
+        issuer,
+    )
+        .hash(&mut hasher);
     let (decoding, encoding, jwk) = match material {
         Material::Secret(secret) => {
+            secret.hash(&mut hasher);
             if !is_hmac(algorithm) {
                 return Err(format!("`secret` is for HS256/384/512 keys; a {algorithm:?} key needs `public_key_file` (or `private_key_file` to sign)"));
             }
@@ -140,6 +154,7 @@ pub fn build(
                 return Err("a signing key needs `private_key_file` (or `secret` for HMAC), not `public_key_file`".into());
             }
             let pem = read(path)?;
+            pem.hash(&mut hasher);
             let decoded = match algorithm {
                 Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(&pem),
                 Algorithm::EdDSA => DecodingKey::from_ed_pem(&pem),
@@ -155,6 +170,7 @@ pub fn build(
         }
         Material::PrivatePem(path) => {
             let pem = read(path)?;
+            pem.hash(&mut hasher);
             let (decoding, encoding, jwk) =
                 private_key(algorithm, &pem, id).map_err(|e| format!("{}: {e}", path.display()))?;
             (decoding, Some(encoding), Some(jwk))
@@ -180,6 +196,7 @@ pub fn build(
         encoding: if sign { encoding } else { None },
         validation,
         jwk: if sign { jwk } else { None },
+        fingerprint: hasher.finish(),
     })
 }
 

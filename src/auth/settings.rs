@@ -29,6 +29,26 @@ pub struct AuthConfig {
     pub token_endpoint: Option<TokenEndpointConfig>,
 }
 
+impl AuthConfig {
+    /// Whether `other` verifies and issues tokens exactly as this does (a reload
+    /// summary reports `auth` when not). Keys compare by their material.
+    pub fn same_as(&self, other: &AuthConfig) -> bool {
+        let keys =
+            |a: &AuthConfig| -> Vec<u64> { a.keys.keys.iter().map(|k| k.fingerprint).collect() };
+        (
+            &self.issuer,
+            &self.audience,
+            self.leeway,
+            &self.token_endpoint,
+        ) == (
+            &other.issuer,
+            &other.audience,
+            other.leeway,
+            &other.token_endpoint,
+        ) && keys(self) == keys(other)
+    }
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {

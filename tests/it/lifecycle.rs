@@ -304,6 +304,7 @@ fn reload_reports_what_changed_and_what_needs_a_restart() {
     assert_eq!(s["routes_removed"], serde_json::json!(["only-a"]));
     assert_eq!(s["routes_changed"], serde_json::json!(["echo"]));
     assert_eq!(s["restart_needed"], serde_json::json!(["listen"]));
+    assert_eq!(s["settings_changed"], serde_json::json!([]));
     // The rest applied: the old listener still serves the new routes.
     assert_eq!(gw.get("/_mock/echo/only/b").json()["path"], "/_mock/echo");
     assert!(

@@ -261,3 +261,21 @@ fn run_time_registration_with_the_memory_store_is_409_saying_why() {
     let del = gw.admin("DELETE", "/admin/consumers/alice");
     assert_eq!(del.status, 409, "{}", del.body_text());
 }
+
+#[test]
+fn a_reload_says_when_auth_or_consumers_changed() {
+    let (m, gw) = start(NO_LOCKOUT);
+    let reload = |yaml: &str| {
+        gw.write_config(yaml);
+        let r = gw.admin("POST", "/admin/reload");
+        assert_eq!(r.status, 200, "{}", r.body_text());
+        r.json()["summary"]["settings_changed"].clone()
+    };
+    let same = config(m.addr("a"), NO_LOCKOUT);
+    assert_eq!(reload(&same), json!([]));
+    // A new secret is a new key even though every other setting stays.
+    let rotated = same.replace(SECRET, "another-integration-secret-0123456789");
+    assert_eq!(reload(&rotated), json!(["auth"]));
+    let fewer = rotated.replace("  - { username: bob, ", "  - { username: bobby, ");
+    assert_eq!(reload(&fewer), json!(["consumers"]));
+}
