@@ -71,8 +71,8 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// Request body unless the route says otherwise (413 above).
     pub max_body: u64,
-    /// Total time to receive a request's headers, from the first byte (from the
-    /// connection's start for its first request).
+    /// Total time to receive a request's headers, from the first time a read
+    /// inside them waits (from the connection's start for its first request).
     pub header_timeout: Duration,
     /// Longest wait for the next piece of a request body.
     pub body_timeout: Duration,
@@ -83,6 +83,10 @@ pub struct Limits {
     pub max_requests_per_connection: u32,
     /// Concurrent client connections per process; above it new ones get 503.
     pub max_connections: usize,
+    /// Refuse a `;` in the path (400). Some upstream servers cut a path at `;`
+    /// (Tomcat's path parameters): `/admin;x` reaches a catch-all route here but is
+    /// `/admin` there. Off by default: `;` is a legal path character.
+    pub reject_semicolon: bool,
 }
 
 impl Default for Limits {
@@ -98,6 +102,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_requests_per_connection: 1000,
             max_connections: 10_000,
+            reject_semicolon: false,
         }
     }
 }

@@ -204,6 +204,17 @@ pub struct LimitsFile {
     pub max_requests_per_connection: Option<u32>,
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// `allow` (default) or `reject`.
+    #[serde(default)]
+    pub semicolon_in_path: Option<SemicolonInPath>,
+}
+
+/// What to do with a `;` in a request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SemicolonInPath {
+    Allow,
+    Reject,
 }
 
 /// Graceful shutdown (SIGTERM / SIGINT / upgrade hand-over).

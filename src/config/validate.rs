@@ -341,6 +341,7 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
             .max_requests_per_connection
             .unwrap_or(d.max_requests_per_connection),
         max_connections: f.max_connections.unwrap_or(d.max_connections),
+        reject_semicolon: f.semicolon_in_path == Some(super::file::SemicolonInPath::Reject),
     };
     // Pingora refuses request heads over 1 MiB itself; above that a limit would be a lie.
     if !(1024..=1024 * 1024).contains(&limits.max_header_bytes) {

@@ -92,6 +92,14 @@ pub fn check_head(
         ));
     }
     check_host(&parts.headers)?;
+    if limits.reject_semicolon && parts.uri.path().contains(';') {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "`;` in the path is refused here (limits.semicolon_in_path: reject)",
+            false,
+        ));
+    }
     if !supported_method(&parts.method) {
         return Err(Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -278,6 +286,22 @@ mod tests {
             Some(400),
             "two Hosts"
         );
+    }
+
+    #[test]
+    fn a_semicolon_in_the_path_is_refused_only_when_asked() {
+        let mut p = parts("GET", &[("host", "h")]);
+        p.uri = "/admin;jsessionid=1".parse().unwrap();
+        let strict = Limits {
+            reject_semicolon: true,
+            ..Limits::default()
+        };
+        let e = check_head(&p, 20, &strict).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(check_head(&p, 20, &Limits::default()).is_ok());
+        // Percent-encoded it is data, not a delimiter, for every server.
+        p.uri = "/admin%3Bx".parse().unwrap();
+        assert!(check_head(&p, 20, &strict).is_ok());
     }
 
     #[test]

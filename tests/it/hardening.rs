@@ -352,3 +352,18 @@ fn a_body_after_100_continue_is_not_taken_for_a_new_head() {
     assert_eq!(status_of(&answer), Some(200), "{answer}");
     assert!(answer.contains("Transfer-Encoding: chunked"), "{answer}");
 }
+
+#[test]
+fn semicolons_in_paths_can_be_refused() {
+    let (_a, _b, strict) = two_routes("limits: { semicolon_in_path: reject }\n");
+    for path in ["/admin;x", "/public/a;b", "/;/admin"] {
+        let r = strict.get(path);
+        assert_eq!(r.status, 400, "{path}: {}", r.body_text());
+        assert_eq!(r.json()["error"], "bad_request");
+    }
+    assert_eq!(strict.get("/public/a%3Bb").status, 200);
+    assert_eq!(strict.get("/public/x").status, 200);
+    // The default keeps `;` as an ordinary path character.
+    let (_c, _d, default) = two_routes("");
+    assert_eq!(default.get("/public/a;b").status, 200);
+}
