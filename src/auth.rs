@@ -17,9 +17,8 @@ pub mod token_endpoint;
 
 pub use settings::AuthConfig;
 
-use crate::config::StoreBackend;
 use crate::store::Store;
-use consumers::{Consumer, ConsumerStore, Layered, SharedConsumers, YamlConsumers};
+use consumers::{Consumer, ConsumerStore};
 use password::Verifier;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,16 +47,7 @@ impl AuthRuntime {
         previous: Option<&AuthRuntime>,
     ) -> Self {
         let config = Arc::new(config.clone());
-        let yaml = Arc::new(YamlConsumers::new(consumers));
-        // Run-time registration needs state that outlives the process: only the
-        // shared store gives that; with memory, the file's list answers 409.
-        let consumers: Arc<dyn ConsumerStore> = match store.backend() {
-            StoreBackend::Redis => Arc::new(Layered {
-                yaml,
-                runtime: Arc::new(SharedConsumers::new(store.clone())),
-            }),
-            StoreBackend::Memory => yaml,
-        };
+        let consumers = consumers::over_store(consumers, store);
         let token_endpoint = config.token_endpoint.as_ref().and_then(|te| {
             let signing_key = config.keys.signing()?.clone();
             let verifier = previous

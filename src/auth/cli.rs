@@ -2,18 +2,14 @@
 //! Passwords come from stdin only: never from argv, where `ps` and shell history
 //! would show them.
 
-use super::consumers::{
-    Consumer, ConsumerStore, Layered, SharedConsumers, YamlConsumers, READ_ONLY_MESSAGE,
-};
+use super::consumers::{over_store, Consumer, READ_ONLY_MESSAGE};
 use super::token_endpoint::mint;
 use super::{password, settings};
 use crate::cli::ConsumersAction;
 use crate::config::{self, units::DurationStr, StoreBackend};
-use crate::store::RedisStore;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// One line from stdin, without its line ending.
@@ -78,24 +74,8 @@ pub fn token(path: &Path, sub: &str, scopes: &[String], ttl: &str) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// The consumers the gateway would see: the file's, and with the redis store the
-/// run-time ones too (the same [`Layered`] view the admin API uses).
-fn consumer_store(config: &config::Config) -> Arc<dyn ConsumerStore> {
-    let yaml = Arc::new(YamlConsumers::new(&config.consumers));
-    match (config.store.backend, &config.store.url) {
-        (StoreBackend::Redis, Some(url)) => {
-            // A person is waiting, not a request: allow a slow link more than the
-            // per-operation budget the gateway uses.
-            let timeout = config.store.timeout.max(CLI_STORE_TIMEOUT);
-            Arc::new(Layered {
-                yaml,
-                runtime: Arc::new(SharedConsumers::new(RedisStore::open(url, timeout))),
-            })
-        }
-        _ => yaml,
-    }
-}
-
+/// A person is waiting, not a request: the CLI allows a slow link more than the
+/// per-operation budget the gateway uses.
 const CLI_STORE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn consumers(action: &ConsumersAction) -> anyhow::Result<ExitCode> {
@@ -103,7 +83,11 @@ pub fn consumers(action: &ConsumersAction) -> anyhow::Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };
-    let store = consumer_store(&config);
+    let store_settings = crate::config::Store {
+        timeout: config.store.timeout.max(CLI_STORE_TIMEOUT),
+        ..config.store.clone()
+    };
+    let store = over_store(&config.consumers, &crate::store::open(&store_settings));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

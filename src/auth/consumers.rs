@@ -9,6 +9,8 @@ mod shared;
 
 pub use shared::{SharedConsumers, CONSUMERS_KEY};
 
+use crate::config::StoreBackend;
+use crate::store::Store;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -110,6 +112,21 @@ impl ConsumerStore for YamlConsumers {
     }
     async fn remove(&self, _username: &str) -> Result<bool, ConsumerStoreError> {
         Err(ConsumerStoreError::ReadOnly(READ_ONLY_MESSAGE.into()))
+    }
+}
+
+/// The consumers the gateway sees over `store`: the file's, and with the shared
+/// store also the run-time ones behind them. Run-time registration needs state
+/// that outlives the process, so with the memory store the file's list is all
+/// there is (and changes answer 409). The gateway and the CLI both use this.
+pub fn over_store(consumers: &[Consumer], store: &Arc<dyn Store>) -> Arc<dyn ConsumerStore> {
+    let yaml = Arc::new(YamlConsumers::new(consumers));
+    match store.backend() {
+        StoreBackend::Redis => Arc::new(Layered {
+            yaml,
+            runtime: Arc::new(SharedConsumers::new(store.clone())),
+        }),
+        StoreBackend::Memory => yaml,
     }
 }
 

@@ -76,15 +76,16 @@ fn own_values(peer: IpAddr, proto: &'static str) -> [HeaderValue; 3] {
 }
 
 fn format_own(peer: IpAddr, proto: &'static str) -> [HeaderValue; 3] {
-    let node = match peer {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    let addr = peer.to_string();
+    let element = match peer {
+        IpAddr::V4(_) => format!("for={addr};proto={proto}"),
+        IpAddr::V6(_) => format!("for=\"[{addr}]\";proto={proto}"),
     };
     // Addresses and `http`/`https` are always valid header text.
-    let value = |s: String| HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static(""));
+    let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
     [
-        value(peer.to_string()),
-        value(format!("for={node};proto={proto}")),
+        value(&addr),
+        value(&element),
         HeaderValue::from_static(proto),
     ]
 }

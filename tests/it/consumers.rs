@@ -11,9 +11,13 @@ use std::time::Duration;
 const NEW_PASSWORD: &str = "Partner-Pa55word-7";
 
 fn redis_config(mock: std::net::SocketAddr, redis: &Redis) -> String {
+    redis_config_with_lockout(mock, redis, NO_LOCKOUT)
+}
+
+fn redis_config_with_lockout(mock: std::net::SocketAddr, redis: &Redis, lockout: &str) -> String {
     format!(
         "{}store: {{ backend: redis, url: '{}', timeout: 500ms }}\n",
-        config(mock, NO_LOCKOUT),
+        config(mock, lockout),
         redis.url()
     )
 }
@@ -224,13 +228,10 @@ fn with_redis_down_file_consumers_still_log_in_and_others_get_503() {
 fn failed_logins_are_counted_across_gateways_sharing_redis() {
     let redis = Redis::start();
     let m = Mock::one("accounts", "a", &[]);
-    let yaml = format!(
-        "{}store: {{ backend: redis, url: '{}', timeout: 500ms }}\n",
-        config(
-            m.addr("a"),
-            "{ username_failures: 4, ip_failures: 1000, window: 1m }"
-        ),
-        redis.url()
+    let yaml = redis_config_with_lockout(
+        m.addr("a"),
+        &redis,
+        "{ username_failures: 4, ip_failures: 1000, window: 1m }",
     );
     let (gw1, gw2) = (Gateway::start(&yaml), Gateway::start(&yaml));
     for gw in [&gw1, &gw2, &gw1, &gw2] {
