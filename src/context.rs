@@ -57,9 +57,10 @@ impl RequestContext {
 /// The bytes come from the thread-local RNG (seeded once from the OS) rather than
 /// `Uuid::new_v4`, which makes a `getrandom` system call for every request.
 pub fn new_request_id() -> String {
-    uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .to_string()
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    // Encoding into a buffer skips `Display`'s formatting machinery.
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    id.hyphenated().encode_lower(&mut text).to_owned()
 }
 
 #[cfg(test)]

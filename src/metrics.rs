@@ -10,6 +10,10 @@ use prometheus::{
 };
 use std::sync::OnceLock;
 
+mod resolved;
+
+pub use resolved::{count_request, Outcome, RequestCounters, UpstreamCounters};
+
 pub struct Metrics {
     registry: Registry,
     pub requests_total: IntCounterVec,

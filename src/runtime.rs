@@ -7,7 +7,7 @@
 use crate::cache::Cache;
 use crate::config::{self, Config, ConfigErrors, RouteConfig};
 use crate::filter::{Filter, FilterDeps};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, RequestCounters};
 use crate::routing::{Rewrite, RouteTable};
 use crate::store::{self, Store};
 use crate::upstream::{health, UpstreamGroup};
@@ -29,6 +29,8 @@ pub struct Route {
     pub filters: Vec<Arc<dyn Filter>>,
     /// Resolved once here so the request path does no label lookup for it.
     pub duration: Histogram,
+    /// `fingate_requests_total` children of this route, kept resolved.
+    pub requests: RequestCounters,
 }
 
 /// Everything one config generation serves with.
@@ -120,6 +122,7 @@ impl Runtime {
                 duration: metrics()
                     .request_duration_seconds
                     .with_label_values(&[&r.name]),
+                requests: RequestCounters::new(&r.name),
             };
             entries.push((r.spec.clone(), Arc::new(route)));
         }

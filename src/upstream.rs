@@ -9,7 +9,7 @@ mod balance;
 pub mod health;
 
 use crate::config::{Balance, UpstreamConfig};
-use crate::metrics::metrics;
+use crate::metrics::{metrics, UpstreamCounters};
 use balance::Schedule;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -54,6 +54,8 @@ pub struct Target {
     pub label: String,
     pub weight: u32,
     pub state: Arc<TargetState>,
+    /// `fingate_upstream_requests_total` children of this target, kept resolved.
+    pub counters: UpstreamCounters,
 }
 
 impl Target {
@@ -107,9 +109,11 @@ impl UpstreamGroup {
                     .filter(|_| keep_health)
                     .and_then(|p| p.targets.iter().find(|o| o.address == t.address))
                     .map_or_else(|| Arc::new(TargetState::default()), |o| o.state.clone());
+                let label = t.address.to_string();
                 Target {
                     address: t.address,
-                    label: t.address.to_string(),
+                    counters: UpstreamCounters::new(&config.name, &label),
+                    label,
                     weight: t.weight,
                     state,
                 }

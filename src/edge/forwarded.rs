@@ -7,6 +7,7 @@
 
 use crate::config::IpNet;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::net::IpAddr;
 
@@ -92,18 +93,22 @@ fn format_own(peer: IpAddr, proto: &'static str) -> [HeaderValue; 3] {
 
 /// The forwarding headers to set on the upstream request. `proto` is `http` or
 /// `https`.
+///
+/// Names come in their usual spelling as static text: that is what Pingora's
+/// case-preserving header map keeps for the wire without copying (given a
+/// `HeaderName`, it would look up and copy a spelling for each).
 pub fn forwarding_headers(
     headers: &HeaderMap,
     peer: IpAddr,
     proto: &'static str,
     proxies: &[IpNet],
-) -> [(HeaderName, HeaderValue); 3] {
+) -> [(&'static str, HeaderValue); 3] {
     let [xff, fwd, xfp] = own_values(peer, proto);
     if !trusted(peer, proxies) {
         return [
-            (X_FORWARDED_FOR, xff),
-            (FORWARDED, fwd),
-            (X_FORWARDED_PROTO, xfp),
+            ("X-Forwarded-For", xff),
+            ("Forwarded", fwd),
+            ("X-Forwarded-Proto", xfp),
         ];
     }
     // A trusted proxy's values are kept, ours appended.
@@ -118,41 +123,54 @@ pub fn forwarding_headers(
         .and_then(|v| HeaderValue::from_str(&v).ok())
         .unwrap_or(xfp);
     [
-        (X_FORWARDED_FOR, extend(&X_FORWARDED_FOR, xff)),
-        (FORWARDED, extend(&FORWARDED, fwd)),
-        (X_FORWARDED_PROTO, xfp),
+        ("X-Forwarded-For", extend(&X_FORWARDED_FOR, xff)),
+        ("Forwarded", extend(&FORWARDED, fwd)),
+        ("X-Forwarded-Proto", xfp),
     ]
 }
 
-/// Headers that describe one connection, never forwarded (Transfer-Encoding and
-/// Content-Length are framing, which Pingora redoes itself).
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-];
+/// Whether a header name is hop-by-hop in itself (RFC 9110 §7.6.1, plus the
+/// `Keep-Alive` / `Proxy-Connection` of HTTP/1.0 clients). Transfer-Encoding and
+/// Content-Length are framing, which Pingora redoes itself.
+fn fixed_hop_by_hop(name: &HeaderName) -> bool {
+    match *name {
+        header::CONNECTION
+        | header::TE
+        | header::TRAILER
+        | header::UPGRADE
+        | header::PROXY_AUTHORIZATION => true,
+        _ => matches!(name.as_str(), "keep-alive" | "proxy-connection"),
+    }
+}
 
-/// The hop-by-hop headers present (fixed ones plus those named in `Connection`).
-/// Allocates only when there are some.
-pub fn hop_by_hop_present(headers: &HeaderMap) -> Vec<HeaderName> {
-    let mut out: Vec<HeaderName> = HOP_BY_HOP
-        .iter()
-        .filter(|n| headers.contains_key(*n))
+/// The hop-by-hop headers present: the fixed ones plus those named in `Connection`.
+///
+/// One pass over the names, and no allocation unless more than four are present:
+/// this runs twice per proxied request, and upstream responses carry
+/// `Connection: keep-alive` almost always.
+pub fn hop_by_hop_present(headers: &HeaderMap) -> SmallVec<[HeaderName; 4]> {
+    let mut out: SmallVec<[HeaderName; 4]> = headers
+        .keys()
+        .filter(|n| fixed_hop_by_hop(n))
         .cloned()
         .collect();
+    if !out.contains(&header::CONNECTION) {
+        return out;
+    }
     for v in headers.get_all(header::CONNECTION) {
         for token in v.to_str().unwrap_or_default().split(',').map(str::trim) {
+            let named = |n: &HeaderName| n.as_str().eq_ignore_ascii_case(token);
+            let framing = ["transfer-encoding", "content-length", "host"]
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(token));
+            // `contains_key(&str)` looks up without building a name; most tokens
+            // (`keep-alive`, `close`) are already listed or absent.
+            if framing || token.is_empty() || out.iter().any(named) || !headers.contains_key(token)
+            {
+                continue;
+            }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                let framing = name == header::TRANSFER_ENCODING
-                    || name == header::CONTENT_LENGTH
-                    || name == header::HOST;
-                if !framing && headers.contains_key(&name) && !out.contains(&name) {
-                    out.push(name);
-                }
+                out.push(name);
             }
         }
     }

@@ -191,8 +191,22 @@ fn push_millis(out: &mut Vec<u8>, d: Duration) {
 }
 
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{ip}");
+    match ip {
+        // Four small integers: `Display` goes through the formatting machinery and
+        // a padding check, about 0.1 µs per line in the load profile.
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_int(out, u64::from(octet));
+            }
+        }
+        // Writing into a Vec cannot fail.
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{ip}");
+        }
+    }
 }
 
 /// A JSON string: quotes, backslashes and control characters escaped (the rest of
@@ -203,28 +217,42 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let short: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f | 0x7f => b"",
-            _ => continue,
-        };
+        // One table load per byte; almost every byte passes.
+        if !NEEDS_ESCAPE[usize::from(b)] {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..i]);
-        if short.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(short);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
         }
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
+
+/// Bytes a JSON string cannot hold as they are: `"`, `\`, control characters, DEL.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[0x7f] = true;
+    table
+};
 
 /// One field's value, written per format.
 enum Value<'a> {
@@ -364,6 +392,37 @@ mod tests {
         assert_eq!(v["request_id"], nasty);
         assert_eq!(v["path"], nasty);
         assert_eq!(v["consumer"], nasty);
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.255.9",
+            "203.0.113.200",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = text.parse().unwrap_or(IpAddr::V4([0; 4].into()));
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(String::from_utf8_lossy(&out), ip.to_string());
+            assert_eq!(ip.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn every_byte_round_trips_through_a_json_string() {
+        let all: String = (0u8..=0x7f).map(char::from).chain("é—€".chars()).collect();
+        let mut out = Vec::new();
+        push_json_str(&mut out, &all);
+        let back: String = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(back, all);
+        assert!(
+            !out.iter().any(|&b| b < 0x20 || b == 0x7f),
+            "raw control byte left"
+        );
     }
 
     #[test]

@@ -13,6 +13,18 @@ use pingora::proxy::Session;
 use pingora::Result;
 use std::sync::Arc;
 
+/// Whether `path` is one of these endpoints. Checked before [`serve`] is entered,
+/// so a proxied request's future does not carry `serve`'s state (see
+/// [`super::respond`]).
+pub(super) fn handles(runtime: &Runtime, path: &str) -> bool {
+    let auth = &runtime.auth;
+    (path == JWKS_PATH && auth.config.keys.signing().is_some_and(|k| k.jwk.is_some()))
+        || auth
+            .token_endpoint
+            .as_ref()
+            .is_some_and(|e| e.config.path == path)
+}
+
 /// Answers the request when it is for one of the auth endpoints: `Ok(true)` when
 /// it did.
 pub(super) async fn serve(
