@@ -256,7 +256,12 @@ impl ProxyHttp for Proxy {
         let o = &mut peer.options;
         o.connection_timeout = Some(group.config.connect_timeout);
         o.read_timeout = Some(group.config.read_timeout);
-        o.write_timeout = Some(group.config.read_timeout);
+        // A head alone goes into an idle kept-alive socket's empty buffer at once,
+        // and the read timeout covers the wait after it; only a body can stall a
+        // write. (Each timeout Pingora wraps a call in reads the clock.)
+        if carries_body(session.req_header()) {
+            o.write_timeout = Some(group.config.read_timeout);
+        }
         o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
         Ok(Box::new(peer))
     }
@@ -489,6 +494,15 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Resul
         &ctx.req.request_id,
     );
     respond(session, ctx, local, &[]).await
+}
+
+/// Whether the request declares a body (chunked, or a non-zero length).
+fn carries_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 /// 413 when the declared body is over the route's limit (or any body where none is allowed).

@@ -159,6 +159,10 @@ pub fn hop_by_hop_present(headers: &HeaderMap) -> SmallVec<[HeaderName; 4]> {
     }
     for v in headers.get_all(header::CONNECTION) {
         for token in v.to_str().unwrap_or_default().split(',').map(str::trim) {
+            // `keep-alive`, the usual token, names a header the first pass covers.
+            if token.eq_ignore_ascii_case("keep-alive") {
+                continue;
+            }
             let named = |n: &HeaderName| n.as_str().eq_ignore_ascii_case(token);
             let framing = ["transfer-encoding", "content-length", "host"]
                 .iter()

@@ -215,6 +215,11 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         // One table load per byte; almost every byte passes.
@@ -238,6 +243,33 @@ fn push_json_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// Whether any byte needs escaping, eight bytes at a time: five strings per line,
+/// nearly always clean, so the common case is one copy.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether some byte of `v` is below `n` (exact for n <= 0x80), or zero.
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGH != 0;
+    let zero = |v: u64| below(v, 1);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_ne_bytes(word);
+        if below(v, 0x20)
+            || zero(v ^ (ONES * u64::from(b'"')))
+            || zero(v ^ (ONES * u64::from(b'\\')))
+            || zero(v ^ (ONES * 0x7f))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| NEEDS_ESCAPE[usize::from(b)])
 }
 
 /// Bytes a JSON string cannot hold as they are: `"`, `\`, control characters, DEL.
@@ -423,6 +455,26 @@ mod tests {
             !out.iter().any(|&b| b < 0x20 || b == 0x7f),
             "raw control byte left"
         );
+    }
+
+    #[test]
+    fn the_word_check_agrees_with_the_byte_table() {
+        // Every byte value at every position of a 16-byte run, against clean
+        // neighbours of each kind (the word trick must not be fooled by carries).
+        for fill in [b'a', b'~', 0x80, 0xff, b' ', b'!', b'#', b'['] {
+            for pos in 0..16 {
+                for b in 0..=255u8 {
+                    let mut run = [fill; 16];
+                    run[pos] = b;
+                    let expected = run.iter().any(|&x| NEEDS_ESCAPE[usize::from(x)]);
+                    assert_eq!(
+                        needs_escape(&run),
+                        expected,
+                        "byte {b:#x} at {pos} among {fill:#x}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

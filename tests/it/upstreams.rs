@@ -187,3 +187,45 @@ fn upstream_connections_are_reused() {
         "20 requests opened {connections} upstream connections"
     );
 }
+
+#[test]
+fn an_upstream_that_stops_reading_a_body_times_out() {
+    // A target that accepts and never reads: once the socket buffers between it and
+    // the gateway are full, only the upstream write timeout ends the attempt.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(2).collect();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(held);
+    });
+    let gw = Gateway::start(&format!(
+        "listen: [{{ address: '{{LISTEN}}' }}]\nadmin: {{ address: '{{ADMIN}}', api_key: '{{ADMIN_KEY}}' }}\nupstreams:\n  svc:\n    targets: [{target}]\n    read_timeout: 300ms\nroutes:\n  - {{ name: upload, match: {{ prefix: /upload }}, upstream: svc, max_body: 256MiB }}\n"
+    ));
+    const BODY: usize = 128 << 20;
+    let client = std::net::TcpStream::connect(gw.addr).unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {}\r\nContent-Length: {BODY}\r\n\r\n",
+        gw.addr
+    );
+    let mut writer = client.try_clone().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let chunk = vec![b'x'; 1 << 20];
+        let _ = writer.write_all(head.as_bytes());
+        for _ in 0..BODY / chunk.len() {
+            if writer.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let series = format!(
+        "fingate_upstream_requests_total{{outcome=\"timeout\",target=\"{target}\",upstream=\"svc\"}}"
+    );
+    wait_for(
+        Duration::from_secs(15),
+        "the upload's upstream attempt to time out",
+        || gw.metric(&series).filter(|v| *v >= 1.0),
+    );
+    let _ = client.shutdown(std::net::Shutdown::Both);
+}
