@@ -10,7 +10,7 @@ mod log;
 use crate::config::HashOn;
 use crate::context::RequestContext;
 use crate::edge::checks::{check_head, Refusal};
-use crate::edge::forwarded;
+use crate::edge::{forwarded, shield};
 use crate::filter::{Filter, Flow, LocalResponse};
 use crate::metrics::{metrics, Outcome};
 use crate::normalize::normalize_path;
@@ -76,10 +76,13 @@ pub struct Ctx {
 
 #[async_trait]
 impl ProxyHttp for Proxy {
-    type CTX = Ctx;
+    // Boxed: Pingora keeps the context by value in its per-request futures (about
+    // three copies deep), and those futures are moved whole, twice per request.
+    // A pointer there instead of 368 bytes saves ~2 KB of copying per request.
+    type CTX = Box<Ctx>;
 
-    fn new_ctx(&self) -> Ctx {
-        Ctx {
+    fn new_ctx(&self) -> Box<Ctx> {
+        Box::new(Ctx {
             req: RequestContext::new(Method::GET, String::new()),
             runtime: None,
             route: None,
@@ -93,16 +96,18 @@ impl ProxyHttp for Proxy {
             counted_inflight: false,
             body_bytes: 0,
             peer_ip: None,
-        }
+        })
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
         metrics().inflight_requests.inc();
         ctx.counted_inflight = true;
         let runtime = self.gateway.current();
         ctx.runtime = Some(runtime.clone());
         let limits = &runtime.config.limits;
-        session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
+        // Keep-alive without Pingora's timer: the shield ends idle connections
+        // (limits.idle_timeout) with one timer per connection, not one per request.
+        session.set_keepalive(Some(0));
         session.set_read_timeout(Some(limits.body_timeout));
 
         let req = session.req_header();
@@ -220,7 +225,7 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         _end: bool,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         let (Some(chunk), Some(route)) = (body.as_ref(), &ctx.route) else {
             return Ok(());
@@ -235,7 +240,11 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Box<Ctx>,
+    ) -> Result<Box<HttpPeer>> {
         let route = ctx.route.clone().ok_or_else(|| {
             Error::explain(ErrorType::InternalError, "no route at upstream selection")
         })?;
@@ -270,7 +279,7 @@ impl ProxyHttp for Proxy {
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
         let (Some(route), Some(index)) = (&ctx.route, ctx.target) else {
@@ -294,7 +303,7 @@ impl ProxyHttp for Proxy {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         for name in forwarded::hop_by_hop_present(&upstream.headers) {
             upstream.remove_header(&name);
@@ -332,7 +341,7 @@ impl ProxyHttp for Proxy {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         ctx.upstream_responded = true;
         for name in forwarded::hop_by_hop_present(&resp.headers) {
@@ -346,7 +355,7 @@ impl ProxyHttp for Proxy {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<Option<Duration>> {
         if let Some(route) = &ctx.route {
             for f in route.filters.iter().rev() {
@@ -360,7 +369,7 @@ impl ProxyHttp for Proxy {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
+        ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         if let Some(route) = &ctx.route {
             let mut view = RespView(resp);
@@ -371,7 +380,12 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Box<Ctx>,
+    ) -> FailToProxy {
         let (status, code, message) = classify(e, ctx);
         if status != 0 && session.response_written().is_none() {
             let local =
@@ -391,12 +405,15 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
         let status = session
             .response_written()
             .map_or(ctx.local_status, |r| r.status.as_u16());
         if ctx.counted_inflight {
             metrics().inflight_requests.dec();
+        }
+        if let Some(runtime) = &ctx.runtime {
+            shield::between_requests(session.stream(), runtime.config.limits.idle_timeout);
         }
         log::record(session, e, ctx, status);
         if let Some(route) = &ctx.route {

@@ -15,6 +15,7 @@ mod demo;
 mod hardening;
 mod identity;
 mod jwt;
+mod keepalive;
 mod lifecycle;
 mod rate_limit;
 mod routing;
