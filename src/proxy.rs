@@ -9,7 +9,7 @@ mod log;
 
 use crate::config::HashOn;
 use crate::context::RequestContext;
-use crate::edge::checks::{check_head, Refusal};
+use crate::edge::checks::{check_head, Framing, Refusal};
 use crate::edge::{forwarded, shield};
 use crate::filter::{Filter, Flow, LocalResponse};
 use crate::metrics::{metrics, Outcome};
@@ -72,6 +72,8 @@ pub struct Ctx {
     body_bytes: u64,
     /// The peer address (before trusted-proxy resolution), for forwarding headers.
     peer_ip: Option<std::net::IpAddr>,
+    /// The request declares a body (from the edge checks).
+    carries_body: bool,
 }
 
 #[async_trait]
@@ -96,6 +98,7 @@ impl ProxyHttp for Proxy {
             counted_inflight: false,
             body_bytes: 0,
             peer_ip: None,
+            carries_body: false,
         })
     }
 
@@ -120,10 +123,14 @@ impl ProxyHttp for Proxy {
         ctx.req.client_ip = ctx
             .peer_ip
             .map(|peer| forwarded::client_ip(peer, &req.headers, &runtime.config.trusted_proxies));
-        if let Err(refusal) = check_head(req, req.raw_path().len(), limits) {
-            refuse(session, ctx, refusal).await?;
-            return Ok(true);
-        }
+        let framing = match check_head(req, req.raw_path().len(), limits) {
+            Ok(framing) => framing,
+            Err(refusal) => {
+                refuse(session, ctx, refusal).await?;
+                return Ok(true);
+            }
+        };
+        ctx.carries_body = framing.carries_body();
         let path = match normalize_path(req.uri.path()) {
             Ok(p) => p.into_owned(),
             Err(e) => {
@@ -199,15 +206,11 @@ impl ProxyHttp for Proxy {
         ctx.req.query = session.req_header().uri.query().map(str::to_owned);
         ctx.req.route = Some(found.name.clone());
         ctx.route = Some(found.clone());
-        if let Some(refusal) = body_refusal(session.req_header(), found.max_body) {
+        if let Some(refusal) = body_refusal(framing, found.max_body) {
             refuse(session, ctx, refusal).await?;
             return Ok(true);
         }
-        if session
-            .req_header()
-            .headers
-            .contains_key(header::TRANSFER_ENCODING)
-        {
+        if framing.chunked {
             // Chunk framing is where parsers disagree (e.g. a bare LF in a chunk
             // extension); after a chunked body nothing more is read from this
             // connection, so no second request can hide in it.
@@ -268,7 +271,7 @@ impl ProxyHttp for Proxy {
         // A head alone goes into an idle kept-alive socket's empty buffer at once,
         // and the read timeout covers the wait after it; only a body can stall a
         // write. (Each timeout Pingora wraps a call in reads the clock.)
-        if carries_body(session.req_header()) {
+        if ctx.carries_body {
             o.write_timeout = Some(group.config.read_timeout);
         }
         o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
@@ -513,26 +516,11 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Resul
     respond(session, ctx, local, &[]).await
 }
 
-/// Whether the request declares a body (chunked, or a non-zero length).
-fn carries_body(req: &RequestHeader) -> bool {
-    req.headers.contains_key(header::TRANSFER_ENCODING)
-        || req
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
-}
-
 /// 413 when the declared body is over the route's limit (or any body where none is allowed).
-fn body_refusal(req: &RequestHeader, max_body: u64) -> Option<Refusal> {
-    let declared = req
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let chunked = req.headers.contains_key(header::TRANSFER_ENCODING);
-    let too_big = match declared {
+fn body_refusal(framing: Framing, max_body: u64) -> Option<Refusal> {
+    let too_big = match framing.content_length {
         Some(n) => n > max_body,
-        None => chunked && max_body == 0,
+        None => framing.chunked && max_body == 0,
     };
     too_big.then(|| Refusal {
         status: StatusCode::PAYLOAD_TOO_LARGE,

@@ -64,7 +64,9 @@ impl Target {
     }
 
     pub fn ejected(&self) -> bool {
-        self.state.ejected_until_ms.load(Ordering::Relaxed) > now_ms()
+        // Zero (never ejected) is the common case: no clock read for it.
+        let until = self.state.ejected_until_ms.load(Ordering::Relaxed);
+        until != 0 && until > now_ms()
     }
 
     /// May receive requests now.

@@ -44,14 +44,30 @@ pub fn supported_method(m: &Method) -> bool {
     )
 }
 
+/// The framing of a head that passed the checks, so the proxy need not look again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Framing {
+    /// The declared `Content-Length` (validated decimal).
+    pub content_length: Option<u64>,
+    /// `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+}
+
+impl Framing {
+    /// Whether the request declares a body (chunked, or a non-zero length).
+    pub fn carries_body(&self) -> bool {
+        self.chunked || self.content_length.is_some_and(|n| n > 0)
+    }
+}
+
 /// Checks size limits, framing, `Host` and method. `target_len` is the length of
 /// the request target as received.
 pub fn check_head(
     parts: &http::request::Parts,
     target_len: usize,
     limits: &Limits,
-) -> Result<(), Refusal> {
-    check_framing(&parts.headers)?;
+) -> Result<Framing, Refusal> {
+    let framing = check_framing(&parts.headers)?;
     if target_len > limits.max_uri_bytes {
         return Err(Refusal::new(
             StatusCode::URI_TOO_LONG,
@@ -108,11 +124,11 @@ pub fn check_head(
             true,
         ));
     }
-    Ok(())
+    Ok(framing)
 }
 
 /// Request smuggling shapes: refuse what two parsers could read differently.
-pub fn check_framing(headers: &HeaderMap) -> Result<(), Refusal> {
+pub fn check_framing(headers: &HeaderMap) -> Result<Framing, Refusal> {
     let bad = |m: &str| {
         Err(Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -131,18 +147,28 @@ pub fn check_framing(headers: &HeaderMap) -> Result<(), Refusal> {
         [one] if one.as_bytes() == b"chunked" => {}
         _ => return bad("the only accepted Transfer-Encoding is exactly \"chunked\""),
     }
+    let mut content_length = None;
     if let Some(first) = cl.first() {
         if cl.iter().any(|v| v != first) {
             return bad("differing Content-Length values");
         }
-        let valid = first.to_str().ok().is_some_and(|s| {
-            !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit())
-        });
+        // At most 19 digits: always within u64.
+        let digits = first.as_bytes();
+        let valid =
+            !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit);
         if !valid {
             return bad("Content-Length is not a decimal number");
         }
+        content_length = Some(
+            digits
+                .iter()
+                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')),
+        );
     }
-    Ok(())
+    Ok(Framing {
+        content_length,
+        chunked: !te.is_empty(),
+    })
 }
 
 /// HTTP/1.1 requires exactly one `Host`, a host name or IP literal with an optional port.
@@ -263,6 +289,21 @@ mod tests {
             ]),
             Some(400)
         );
+    }
+
+    #[test]
+    fn framing_facts_are_returned_for_the_proxy() {
+        let head = |h: &[(&str, &str)]| check_head(&parts("POST", h), 2, &Limits::default());
+        let plain = head(&[("host", "h")]).unwrap();
+        assert_eq!(plain, Framing::default());
+        assert!(!plain.carries_body());
+        let sized = head(&[("host", "h"), ("content-length", "1234567890123456789")]).unwrap();
+        assert_eq!(sized.content_length, Some(1_234_567_890_123_456_789));
+        assert!(sized.carries_body());
+        let empty = head(&[("host", "h"), ("content-length", "0")]).unwrap();
+        assert!(!empty.carries_body());
+        let chunked = head(&[("host", "h"), ("transfer-encoding", "chunked")]).unwrap();
+        assert!(chunked.chunked && chunked.carries_body());
     }
 
     #[test]

@@ -92,8 +92,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Shield<A> {
 enum Phase {
     /// Waiting for (the rest of) a request head.
     Head(HeadScanner),
-    /// Reading a body (or idle after the head) since `started`, `bytes` so far.
-    Body { started: Instant, bytes: u64 },
+    /// After the head: body bytes so far, since `started` (the first of them, so
+    /// a request without a body never reads the clock here).
+    Body {
+        started: Option<Instant>,
+        bytes: u64,
+    },
 }
 
 /// A client connection under the shield's rules. Holds its connection-cap permit.
@@ -201,15 +205,16 @@ impl Guarded {
                         ));
                     }
                     self.deadline = None;
+                    let bytes = (data.len() - end) as u64;
                     self.phase = Phase::Body {
-                        started: Instant::now(),
-                        bytes: (data.len() - end) as u64,
+                        started: (bytes > 0).then(Instant::now),
+                        bytes,
                     };
                 }
             }
             Phase::Body { started, bytes } => {
                 *bytes += data.len() as u64;
-                let elapsed = started.elapsed();
+                let elapsed = started.get_or_insert_with(Instant::now).elapsed();
                 if elapsed > BODY_RATE_GRACE
                     && (*bytes as f64) < self.min_body_rate as f64 * elapsed.as_secs_f64() / 2.0
                 {

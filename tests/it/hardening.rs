@@ -367,3 +367,38 @@ fn semicolons_in_paths_can_be_refused() {
     let (_c, _d, default) = two_routes("");
     assert_eq!(default.get("/public/a;b").status, 200);
 }
+
+/// A body trickling in far below `min_body_rate` is cut once the grace period is
+/// over (and not before), though each piece arrives well within `body_timeout`.
+#[test]
+fn a_body_slower_than_min_body_rate_is_cut_after_the_grace() {
+    let (_a, _b, gw) = two_routes("limits: { min_body_rate: 1KiB, body_timeout: 30s }\n");
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.write_all(b"POST /_mock/echo/upload HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    let started = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let ended = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "a 33 B/s body was never cut"
+        );
+        // About 33 bytes per second: far below the 512 B/s enforced.
+        if s.write_all(b"0123456789").is_err() {
+            break started.elapsed();
+        }
+        match s.read(&mut buf) {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            // Closed, reset, or an error answer: the gateway ended the request.
+            _ => break started.elapsed(),
+        }
+    };
+    assert!(
+        ended >= Duration::from_millis(4_500),
+        "cut before the grace period: {ended:?}"
+    );
+}
