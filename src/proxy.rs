@@ -415,9 +415,13 @@ impl ProxyHttp for Proxy {
         if ctx.counted_inflight {
             metrics().inflight_requests.dec();
         }
-        if let Some(runtime) = &ctx.runtime {
-            shield::between_requests(session.stream(), runtime.config.limits.idle_timeout);
-        }
+        // Every request ends here, whichever way it went: from now until the next
+        // request's first byte, the connection is idle.
+        let idle = match &ctx.runtime {
+            Some(runtime) => runtime.config.limits.idle_timeout,
+            None => self.gateway.current().config.limits.idle_timeout,
+        };
+        shield::between_requests(session.stream(), idle);
         log::record(session, e, ctx, status);
         if let Some(route) = &ctx.route {
             for f in &route.filters {

@@ -251,14 +251,7 @@ fn a_shorter_service_max_age_wins_and_client_no_cache_refreshes() {
 #[test]
 fn fifty_concurrent_misses_make_one_upstream_request() {
     let (m, gw) = setup();
-    let faults = request(
-        m.addr("a"),
-        "POST",
-        "/_mock/faults",
-        &[("Content-Type", "application/json")],
-        br#"{"latency_ms": 300}"#,
-    );
-    assert_eq!(faults.status, 200, "{}", faults.body_text());
+    set_faults(m.addr("a"), r#"{"latency_ms": 300}"#);
     let addr = gw.addr;
     let answers: Vec<Response> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..50)

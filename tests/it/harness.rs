@@ -333,6 +333,18 @@ impl Response {
     }
 }
 
+/// Sets a mock service's fault knobs (`POST /_mock/faults`), e.g. `{"latency_ms": 300}`.
+pub fn set_faults(mock: SocketAddr, faults: &str) {
+    let r = request(
+        mock,
+        "POST",
+        "/_mock/faults",
+        &[("Content-Type", "application/json")],
+        faults.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "setting faults {faults}: {}", r.body_text());
+}
+
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path, &[], b"")
 }

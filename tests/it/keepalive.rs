@@ -91,14 +91,7 @@ fn idle_time_is_counted_from_the_last_response_not_from_the_first() {
 #[test]
 fn a_response_slower_than_idle_timeout_is_not_cut() {
     let (a, gw) = gateway("1s");
-    let r = request(
-        a.addr("a"),
-        "POST",
-        "/_mock/faults",
-        &[("Content-Type", "application/json")],
-        br#"{"latency_ms": 1500}"#,
-    );
-    assert_eq!(r.status, 200, "{}", r.body_text());
+    set_faults(a.addr("a"), r#"{"latency_ms": 1500}"#);
     let mut s = TcpStream::connect(gw.addr).unwrap();
     assert_eq!(
         exchange(&mut s),

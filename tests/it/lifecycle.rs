@@ -163,14 +163,7 @@ fn health_state_survives_an_unrelated_reload() {
     let m = Mock::one("accounts", "a", &[]);
     let target = m.addr("a");
     let gw = Gateway::start(&config(target, ""));
-    let r = request(
-        target,
-        "POST",
-        "/_mock/faults",
-        &[("Content-Type", "application/json")],
-        br#"{"health_status": 503}"#,
-    );
-    assert_eq!(r.status, 200);
+    set_faults(target, r#"{"health_status": 503}"#);
     let healthy = || {
         gw.admin("GET", "/admin/upstreams").json()["upstreams"]["a"]["targets"][0]["healthy"]
             .as_bool()
@@ -191,14 +184,7 @@ fn health_state_survives_an_unrelated_reload() {
 fn sigterm_drains_in_flight_requests_and_refuses_new_connections() {
     let m = Mock::one("accounts", "a", &[]);
     let target = m.addr("a");
-    let r = request(
-        target,
-        "POST",
-        "/_mock/faults",
-        &[("Content-Type", "application/json")],
-        br#"{"latency_ms": 3000}"#,
-    );
-    assert_eq!(r.status, 200);
+    set_faults(target, r#"{"latency_ms": 3000}"#);
     let mut gw = Gateway::start(&config(target, "shutdown: { grace_period: 10s }\n"));
     let addr = gw.addr;
     let slow: Vec<_> = (0..5)

@@ -135,14 +135,7 @@ fn a_dying_target_costs_no_request_and_comes_back() {
 #[test]
 fn slow_target_times_out_with_504() {
     let a = Mock::one("accounts", "a", &[]);
-    let r = request(
-        a.addr("a"),
-        "POST",
-        "/_mock/faults",
-        &[("Content-Type", "application/json")],
-        br#"{"latency_ms": 3000}"#,
-    );
-    assert_eq!(r.status, 200, "{}", r.body_text());
+    set_faults(a.addr("a"), r#"{"latency_ms": 3000}"#);
     let gw = Gateway::start(&config(
         &format!("[{}]", a.addr("a")),
         "    read_timeout: 300ms\n",
