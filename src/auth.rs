@@ -75,11 +75,15 @@ impl AuthRuntime {
         }
     }
 
-    /// The JWKS document, when the signing key is asymmetric (else `None`: an HMAC
+    /// Whether there is a JWKS to publish: the signing key is asymmetric (an HMAC
     /// secret has no public half).
+    pub fn publishes_jwks(&self) -> bool {
+        self.config.keys.signing().is_some_and(|k| k.jwk.is_some())
+    }
+
+    /// The JWKS document, when [`Self::publishes_jwks`].
     pub fn jwks(&self) -> Option<serde_json::Value> {
-        self.config.keys.signing().filter(|k| k.jwk.is_some())?;
-        Some(self.config.keys.jwks())
+        self.publishes_jwks().then(|| self.config.keys.jwks())
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// [`super::respond`]).
 pub(super) fn handles(runtime: &Runtime, path: &str) -> bool {
     let auth = &runtime.auth;
-    (path == JWKS_PATH && auth.config.keys.signing().is_some_and(|k| k.jwk.is_some()))
+    (path == JWKS_PATH && auth.publishes_jwks())
         || auth
             .token_endpoint
             .as_ref()
