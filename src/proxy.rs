@@ -24,6 +24,7 @@ use http::{header, HeaderValue, Method, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpUpstreamRequestPolicy;
 use pingora::{Error, ErrorSource, ErrorType, Result};
 use smallvec::SmallVec;
 use std::future::Future;
@@ -115,7 +116,6 @@ impl ProxyHttp for Proxy {
 
         let req = session.req_header();
         ctx.req.method = req.method.clone();
-        ctx.req.host = host_of(req).map(str::to_owned);
         ctx.peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -123,13 +123,15 @@ impl ProxyHttp for Proxy {
         ctx.req.client_ip = ctx
             .peer_ip
             .map(|peer| forwarded::client_ip(peer, &req.headers, &runtime.config.trusted_proxies));
-        let framing = match check_head(req, req.raw_path().len(), limits) {
-            Ok(framing) => framing,
+        let head = match check_head(req, req.raw_path().len(), limits) {
+            Ok(head) => head,
             Err(refusal) => {
                 refuse(session, ctx, refusal).await?;
                 return Ok(true);
             }
         };
+        ctx.req.host = Some(head.host.to_owned());
+        let framing = head.framing;
         ctx.carries_body = framing.carries_body();
         let path = match normalize_path(req.uri.path()) {
             Ok(p) => p.into_owned(),
@@ -275,6 +277,10 @@ impl ProxyHttp for Proxy {
             o.write_timeout = Some(group.config.read_timeout);
         }
         o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        // Pingora strips the request's hop-by-hop headers (the fixed ones and those
+        // `Connection` names, refusing nominations of Host or X-Forwarded-*) before
+        // `upstream_request_filter`; upgrades are not proxied, so `Upgrade` goes too.
+        o.http_upstream_request_policy = HttpUpstreamRequestPolicy::deny_upgrades();
         Ok(Box::new(peer))
     }
 
@@ -308,9 +314,6 @@ impl ProxyHttp for Proxy {
         upstream: &mut RequestHeader,
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
-        for name in forwarded::hop_by_hop_present(&upstream.headers) {
-            upstream.remove_header(&name);
-        }
         if let (Some(peer), Some(runtime)) = (ctx.peer_ip, &ctx.runtime) {
             let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
             let proto = if tls { "https" } else { "http" };
@@ -347,8 +350,12 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         ctx.upstream_responded = true;
-        for name in forwarded::hop_by_hop_present(&resp.headers) {
+        for name in forwarded::response_hop_by_hop(&resp.headers) {
             resp.remove_header(&name);
+        }
+        // Pingora replaces `Connection` on final HTTP/1 responses only.
+        if resp.status.is_informational() {
+            resp.remove_header(&header::CONNECTION);
         }
         Ok(())
     }
@@ -579,6 +586,13 @@ fn classify(e: &Error, ctx: &Ctx) -> (u16, &'static str, String) {
             "request_timeout",
             "the request was not received in time".into(),
         ),
+        // Pingora's upstream request policy refuses, e.g., a `Connection` header
+        // naming Host or X-Forwarded-For.
+        (ErrorSource::Downstream, InvalidHTTPHeader) => (
+            400,
+            "bad_request",
+            "a request header is not acceptable".into(),
+        ),
         (ErrorSource::Downstream, _) => {
             (400, "bad_request", "the request could not be read".into())
         }
@@ -609,14 +623,6 @@ fn error_code(status: u16) -> &'static str {
 
 fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-/// The Host header (or the absolute-form authority), without validation beyond UTF-8.
-fn host_of(req: &RequestHeader) -> Option<&str> {
-    req.headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
 /// The consistent-hash key for this request, if the group hashes.

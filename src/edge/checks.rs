@@ -1,7 +1,7 @@
 //! Checks on a request head, before routing. Pure functions over `http` types.
 
 use crate::config::Limits;
-use http::{header, HeaderMap, Method, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 
 /// Why a request is refused at the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,14 +60,60 @@ impl Framing {
     }
 }
 
+/// What the checks learned of a head that passed them, so the proxy need not look
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub framing: Framing,
+    /// The one `Host` header's value, validated as host[:port].
+    pub host: &'a str,
+}
+
+/// The header fields the checks read, gathered in one pass over the fields (which
+/// the size check walks anyway) instead of a hashed lookup per name.
+#[derive(Default)]
+struct Fields<'a> {
+    /// "Name: value\r\n" per field, as sent.
+    bytes: usize,
+    host: Option<&'a HeaderValue>,
+    hosts: usize,
+    transfer_encoding: Option<&'a HeaderValue>,
+    transfer_encodings: usize,
+    content_length: Option<&'a HeaderValue>,
+    content_lengths_differ: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn gather(headers: &'a HeaderMap) -> Self {
+        let mut f = Fields::default();
+        for (name, value) in headers {
+            f.bytes += name.as_str().len() + value.len() + 4;
+            if name == header::HOST {
+                f.host = f.host.or(Some(value));
+                f.hosts += 1;
+            } else if name == header::CONTENT_LENGTH {
+                match f.content_length {
+                    None => f.content_length = Some(value),
+                    Some(first) => f.content_lengths_differ |= first != value,
+                }
+            } else if name == header::TRANSFER_ENCODING {
+                f.transfer_encoding = f.transfer_encoding.or(Some(value));
+                f.transfer_encodings += 1;
+            }
+        }
+        f
+    }
+}
+
 /// Checks size limits, framing, `Host` and method. `target_len` is the length of
 /// the request target as received.
-pub fn check_head(
-    parts: &http::request::Parts,
+pub fn check_head<'a>(
+    parts: &'a http::request::Parts,
     target_len: usize,
     limits: &Limits,
-) -> Result<Framing, Refusal> {
-    let framing = check_framing(&parts.headers)?;
+) -> Result<Head<'a>, Refusal> {
+    let fields = Fields::gather(&parts.headers);
+    let framing = check_framing(&fields)?;
     if target_len > limits.max_uri_bytes {
         return Err(Refusal::new(
             StatusCode::URI_TOO_LONG,
@@ -87,15 +133,8 @@ pub fn check_head(
             true,
         ));
     }
-    // Request line + "Name: value\r\n" per field, as sent.
-    let head_bytes = parts.method.as_str().len()
-        + target_len
-        + 12
-        + parts
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>();
+    // Request line + the fields, as sent.
+    let head_bytes = parts.method.as_str().len() + target_len + 12 + fields.bytes;
     if head_bytes > limits.max_header_bytes {
         return Err(Refusal::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -107,7 +146,7 @@ pub fn check_head(
             true,
         ));
     }
-    check_host(&parts.headers)?;
+    let host = check_host(&fields)?;
     if limits.reject_semicolon && parts.uri.path().contains(';') {
         return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -124,40 +163,39 @@ pub fn check_head(
             true,
         ));
     }
-    Ok(framing)
+    Ok(Head { framing, host })
+}
+
+fn bad_request<T>(message: &str) -> Result<T, Refusal> {
+    Err(Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        message,
+        true,
+    ))
 }
 
 /// Request smuggling shapes: refuse what two parsers could read differently.
-pub fn check_framing(headers: &HeaderMap) -> Result<Framing, Refusal> {
-    let bad = |m: &str| {
-        Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            m,
-            true,
-        ))
-    };
-    let te: Vec<_> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
-    let cl: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-    if !te.is_empty() && !cl.is_empty() {
-        return bad("Content-Length and Transfer-Encoding together are ambiguous");
+fn check_framing(f: &Fields<'_>) -> Result<Framing, Refusal> {
+    if f.transfer_encoding.is_some() && f.content_length.is_some() {
+        return bad_request("Content-Length and Transfer-Encoding together are ambiguous");
     }
-    match te.as_slice() {
-        [] => {}
-        [one] if one.as_bytes() == b"chunked" => {}
-        _ => return bad("the only accepted Transfer-Encoding is exactly \"chunked\""),
+    match (f.transfer_encoding, f.transfer_encodings) {
+        (None, _) => {}
+        (Some(one), 1) if one.as_bytes() == b"chunked" => {}
+        _ => return bad_request("the only accepted Transfer-Encoding is exactly \"chunked\""),
     }
     let mut content_length = None;
-    if let Some(first) = cl.first() {
-        if cl.iter().any(|v| v != first) {
-            return bad("differing Content-Length values");
+    if let Some(first) = f.content_length {
+        if f.content_lengths_differ {
+            return bad_request("differing Content-Length values");
         }
         // At most 19 digits: always within u64.
         let digits = first.as_bytes();
         let valid =
             !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit);
         if !valid {
-            return bad("Content-Length is not a decimal number");
+            return bad_request("Content-Length is not a decimal number");
         }
         content_length = Some(
             digits
@@ -167,31 +205,22 @@ pub fn check_framing(headers: &HeaderMap) -> Result<Framing, Refusal> {
     }
     Ok(Framing {
         content_length,
-        chunked: !te.is_empty(),
+        chunked: f.transfer_encoding.is_some(),
     })
 }
 
 /// HTTP/1.1 requires exactly one `Host`, a host name or IP literal with an optional port.
-pub fn check_host(headers: &HeaderMap) -> Result<(), Refusal> {
-    let bad = |m: &str| {
-        Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            m,
-            true,
-        ))
-    };
-    let mut all = headers.get_all(header::HOST).iter();
-    let (Some(host), None) = (all.next(), all.next()) else {
-        return bad("exactly one Host header is required");
+fn check_host<'a>(f: &Fields<'a>) -> Result<&'a str, Refusal> {
+    let (Some(host), 1) = (f.host, f.hosts) else {
+        return bad_request("exactly one Host header is required");
     };
     let Ok(host) = host.to_str() else {
-        return bad("the Host header is not valid");
+        return bad_request("the Host header is not valid");
     };
     if valid_host(host) {
-        Ok(())
+        Ok(host)
     } else {
-        bad("the Host header is not a valid host[:port]")
+        bad_request("the Host header is not a valid host[:port]")
     }
 }
 
@@ -293,17 +322,33 @@ mod tests {
 
     #[test]
     fn framing_facts_are_returned_for_the_proxy() {
-        let head = |h: &[(&str, &str)]| check_head(&parts("POST", h), 2, &Limits::default());
-        let plain = head(&[("host", "h")]).unwrap();
+        let framing = |h: &[(&str, &str)]| {
+            check_head(&parts("POST", h), 2, &Limits::default())
+                .unwrap()
+                .framing
+        };
+        let plain = framing(&[("host", "h")]);
         assert_eq!(plain, Framing::default());
         assert!(!plain.carries_body());
-        let sized = head(&[("host", "h"), ("content-length", "1234567890123456789")]).unwrap();
+        let sized = framing(&[("host", "h"), ("content-length", "1234567890123456789")]);
         assert_eq!(sized.content_length, Some(1_234_567_890_123_456_789));
         assert!(sized.carries_body());
-        let empty = head(&[("host", "h"), ("content-length", "0")]).unwrap();
+        let empty = framing(&[("host", "h"), ("content-length", "0")]);
         assert!(!empty.carries_body());
-        let chunked = head(&[("host", "h"), ("transfer-encoding", "chunked")]).unwrap();
+        let chunked = framing(&[("host", "h"), ("transfer-encoding", "chunked")]);
         assert!(chunked.chunked && chunked.carries_body());
+    }
+
+    #[test]
+    fn the_checked_host_is_returned_for_routing() {
+        let p = parts(
+            "GET",
+            &[("accept", "*/*"), ("host", "api.example.com:8443")],
+        );
+        assert_eq!(
+            check_head(&p, 2, &Limits::default()).unwrap().host,
+            "api.example.com:8443"
+        );
     }
 
     #[test]

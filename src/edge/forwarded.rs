@@ -129,48 +129,51 @@ pub fn forwarding_headers(
     ]
 }
 
-/// Whether a header name is hop-by-hop in itself (RFC 9110 §7.6.1, plus the
-/// `Keep-Alive` / `Proxy-Connection` of HTTP/1.0 clients). Transfer-Encoding and
-/// Content-Length are framing, which Pingora redoes itself.
+/// Whether a response header is hop-by-hop in itself (RFC 9110 §7.6.1 and
+/// §11.7.1, plus the `Keep-Alive` / `Proxy-Connection` of HTTP/1.0 peers).
+/// `Connection` is not listed: Pingora writes its own on HTTP/1 (replacing the
+/// upstream's) and drops it on HTTP/2. Transfer-Encoding and Content-Length are
+/// framing, which Pingora redoes itself.
 fn fixed_hop_by_hop(name: &HeaderName) -> bool {
     match *name {
-        header::CONNECTION
-        | header::TE
-        | header::TRAILER
-        | header::UPGRADE
-        | header::PROXY_AUTHORIZATION => true,
+        header::TE | header::TRAILER | header::UPGRADE | header::PROXY_AUTHENTICATE => true,
         _ => matches!(name.as_str(), "keep-alive" | "proxy-connection"),
     }
 }
 
-/// The hop-by-hop headers present: the fixed ones plus those named in `Connection`.
+/// The hop-by-hop headers of an upstream response to drop before it goes to the
+/// client: the fixed ones plus those named in `Connection`.
 ///
-/// One pass over the names, and no allocation unless more than four are present:
-/// this runs twice per proxied request, and upstream responses carry
-/// `Connection: keep-alive` almost always.
-pub fn hop_by_hop_present(headers: &HeaderMap) -> SmallVec<[HeaderName; 4]> {
-    let mut out: SmallVec<[HeaderName; 4]> = headers
-        .keys()
-        .filter(|n| fixed_hop_by_hop(n))
-        .cloned()
-        .collect();
-    if !out.contains(&header::CONNECTION) {
+/// The request side needs no such pass: Pingora strips a request's hop-by-hop
+/// headers itself (its standard upstream request policy). One pass over the
+/// names, and no allocation unless more than four are present: upstream
+/// responses carry `Connection: keep-alive` almost always, which names nothing
+/// to remove here.
+pub fn response_hop_by_hop(headers: &HeaderMap) -> SmallVec<[HeaderName; 4]> {
+    let mut out: SmallVec<[HeaderName; 4]> = SmallVec::new();
+    let mut has_connection = false;
+    for name in headers.keys() {
+        if *name == header::CONNECTION {
+            has_connection = true;
+        } else if fixed_hop_by_hop(name) {
+            out.push(name.clone());
+        }
+    }
+    if !has_connection {
         return out;
     }
     for v in headers.get_all(header::CONNECTION) {
         for token in v.to_str().unwrap_or_default().split(',').map(str::trim) {
             // `keep-alive`, the usual token, names a header the first pass covers.
-            if token.eq_ignore_ascii_case("keep-alive") {
+            if token.is_empty() || token.eq_ignore_ascii_case("keep-alive") {
                 continue;
             }
             let named = |n: &HeaderName| n.as_str().eq_ignore_ascii_case(token);
-            let framing = ["transfer-encoding", "content-length", "host"]
+            let framing = ["transfer-encoding", "content-length", "connection"]
                 .iter()
                 .any(|f| f.eq_ignore_ascii_case(token));
-            // `contains_key(&str)` looks up without building a name; most tokens
-            // (`keep-alive`, `close`) are already listed or absent.
-            if framing || token.is_empty() || out.iter().any(named) || !headers.contains_key(token)
-            {
+            // `contains_key(&str)` looks up without building a name.
+            if framing || out.iter().any(named) || !headers.contains_key(token) {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
@@ -254,19 +257,34 @@ mod tests {
     }
 
     #[test]
-    fn hop_by_hop_names() {
+    fn response_hop_by_hop_names() {
         let headers = h(&[
-            ("connection", "keep-alive, X-Secret, transfer-encoding"),
-            ("keep-alive", "5"),
+            (
+                "connection",
+                "keep-alive, X-Secret, transfer-encoding, Connection",
+            ),
+            ("keep-alive", "timeout=5"),
             ("x-secret", "s"),
             ("upgrade", "h2c"),
+            ("proxy-authenticate", "Basic"),
+            ("transfer-encoding", "chunked"),
             ("x-kept", "k"),
         ]);
-        let names: Vec<_> = hop_by_hop_present(&headers)
+        let names: Vec<_> = response_hop_by_hop(&headers)
             .iter()
             .map(|n| n.as_str().to_owned())
             .collect();
-        assert_eq!(names, ["connection", "keep-alive", "upgrade", "x-secret"]);
-        assert!(hop_by_hop_present(&h(&[("x-kept", "k")])).is_empty());
+        assert_eq!(
+            names,
+            ["keep-alive", "upgrade", "proxy-authenticate", "x-secret"]
+        );
+        // Named but absent, or named twice: nothing extra.
+        let twice = h(&[
+            ("connection", "x-gone, X-Secret, x-secret"),
+            ("x-secret", "s"),
+        ]);
+        assert_eq!(response_hop_by_hop(&twice).as_slice(), ["x-secret"]);
+        assert!(response_hop_by_hop(&h(&[("x-kept", "k")])).is_empty());
+        assert!(response_hop_by_hop(&h(&[("connection", "keep-alive")])).is_empty());
     }
 }

@@ -320,6 +320,74 @@ fn forwarding_headers_are_the_gateways_unless_the_peer_is_trusted() {
     assert_eq!(h["x-forwarded-proto"][0], "https");
 }
 
+/// A client cannot use `Connection` to strip the gateway's own forwarding headers
+/// on the way upstream: naming one is refused, not obeyed.
+#[test]
+fn a_connection_header_naming_a_forwarding_header_is_refused() {
+    let (a, _b, gw) = two_routes("");
+    for nominated in ["X-Forwarded-For", "x-forwarded-proto", "keep-alive, Host"] {
+        let answer = raw(
+            gw.addr,
+            format!("GET /_mock/echo HTTP/1.1\r\nHost: h\r\nConnection: {nominated}\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(status_of(&answer), Some(400), "{nominated}: {answer}");
+        assert!(answer.contains("bad_request"), "{answer}");
+    }
+    let stats = request(a.addr("a"), "GET", "/_mock/stats", &[], b"").json();
+    assert_eq!(
+        stats["connections"], 0,
+        "a refused request reached the upstream: {stats}"
+    );
+}
+
+/// Hop-by-hop headers of an upstream's response stop at the gateway: the fixed
+/// ones, and those its `Connection` names. The client sees the gateway's own
+/// `Connection`.
+#[test]
+fn hop_by_hop_headers_of_a_response_stop_at_the_gateway() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(4) {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: X-Upstream-Secret, close\r\n\
+                  X-Upstream-Secret: s\r\nKeep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\n\
+                  Trailer: X-Sum\r\nX-Kept: k\r\n\r\nok",
+            );
+        }
+    });
+    let gw = Gateway::start(&format!(
+        "listen: [{{ address: '{{LISTEN}}' }}]\nadmin: {{ address: '{{ADMIN}}' }}\nupstreams:\n  raw: {{ targets: [{target}] }}\nroutes:\n  - {{ name: raw, match: {{ prefix: / }}, upstream: raw }}\n"
+    ));
+    let answer = raw(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status_of(&answer), Some(200), "{answer}");
+    let head = answer.to_ascii_lowercase();
+    assert!(head.contains("\r\nx-kept: k\r\n"), "{answer}");
+    for gone in [
+        "x-upstream-secret",
+        "keep-alive",
+        "proxy-authenticate",
+        "trailer",
+    ] {
+        assert!(
+            !head.contains(&format!("\r\n{gone}:")),
+            "{gone} leaked: {answer}"
+        );
+    }
+    let connection: Vec<_> = head
+        .lines()
+        .filter(|l| l.starts_with("connection:"))
+        .collect();
+    assert_eq!(connection, ["connection: close"], "{answer}");
+}
+
 /// `Expect: 100-continue`: the interim 100 is not the end of the request. The body
 /// that follows it must not be read as the next request's head: here it looks like
 /// one, with both framing headers, and arrives after a pause.
