@@ -4,14 +4,16 @@
 //! Pingora's types stop here; filters see [`HeaderEdit`] and [`RequestContext`].
 
 mod auth;
+mod failure;
 mod headers;
+mod local;
 mod log;
 
 use crate::config::HashOn;
 use crate::context::RequestContext;
-use crate::edge::checks::{check_head, Framing, Refusal};
+use crate::edge::checks::{check_head, Refusal};
 use crate::edge::{forwarded, shield};
-use crate::filter::{Filter, Flow, LocalResponse};
+use crate::filter::LocalResponse;
 use crate::metrics::{metrics, Outcome};
 use crate::normalize::normalize_path;
 use crate::routing::Lookup;
@@ -19,16 +21,16 @@ use crate::runtime::{Gateway, Route, Runtime};
 use crate::upstream::ActiveGuard;
 use async_trait::async_trait;
 use bytes::Bytes;
+use failure::{classify, status_code, Failure};
 use headers::{ReqView, RespView};
 use http::{header, HeaderValue, Method, StatusCode};
+use local::{body_refusal, refuse, respond, run_request_filters};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpUpstreamRequestPolicy;
-use pingora::{Error, ErrorSource, ErrorType, Result};
+use pingora::{Error, ErrorType, Result};
 use smallvec::SmallVec;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,13 +45,6 @@ impl Proxy {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway }
     }
-}
-
-/// Why the gateway itself answered with an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    /// Every target of the group is down or was already tried.
-    NoTarget,
 }
 
 /// Per-request state across Pingora's phases.
@@ -396,7 +391,8 @@ impl ProxyHttp for Proxy {
         e: &Error,
         ctx: &mut Box<Ctx>,
     ) -> FailToProxy {
-        let (status, code, message) = classify(e, ctx);
+        let upstream = ctx.route.as_ref().map_or("", |r| r.upstream.name());
+        let (status, code, message) = classify(e, ctx.failure, upstream);
         if status != 0 && session.response_written().is_none() {
             let local =
                 LocalResponse::error(status_code(status), code, &message, &ctx.req.request_id);
@@ -437,192 +433,6 @@ impl ProxyHttp for Proxy {
         }
         ctx.active = None;
     }
-}
-
-/// Runs the request phase of each filter; a local answer stops the chain and
-/// passes back through the filters already entered.
-async fn run_request_filters(
-    session: &mut Session,
-    ctx: &mut Ctx,
-    filters: &[Arc<dyn Filter>],
-) -> Result<bool> {
-    for (i, f) in filters.iter().enumerate() {
-        let flow = {
-            let mut view = ReqView(session.req_header_mut());
-            f.request(&mut view, &mut ctx.req).await
-        };
-        let local = match flow {
-            Ok(Flow::Continue) => continue,
-            Ok(Flow::Respond(local)) => local,
-            Err(e) => {
-                tracing::error!(route = ctx.req.route_label(), error = %e, "filter failed");
-                LocalResponse::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "a gateway filter failed",
-                    &ctx.req.request_id,
-                )
-            }
-        };
-        respond(session, ctx, local, &filters[..=i]).await?;
-        return Ok(true);
-    }
-    Ok(false)
-}
-
-/// Writes a gateway-made response, after the response phase of `filters` (reversed).
-///
-/// Boxed: a future holds the state of everything it awaits inline, and Pingora's
-/// hooks (`async_trait`) move each hook's whole future to the heap on every call.
-/// Inline, this rare path (a response head and Pingora's write futures, ~1.2 KB)
-/// made `request_filter`'s future ~1.7 KB, copied for every proxied request.
-fn respond<'a>(
-    session: &'a mut Session,
-    ctx: &'a mut Ctx,
-    local: LocalResponse,
-    filters: &'a [Arc<dyn Filter>],
-) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
-    Box::pin(write_local(session, ctx, local, filters))
-}
-
-async fn write_local(
-    session: &mut Session,
-    ctx: &mut Ctx,
-    local: LocalResponse,
-    filters: &[Arc<dyn Filter>],
-) -> Result<()> {
-    let mut head = ResponseHeader::build(local.status, Some(local.headers.len() + 2))?;
-    for (name, value) in local.headers {
-        head.append_header(name, value)?;
-    }
-    head.insert_header(header::CONTENT_LENGTH, local.body.len())?;
-    {
-        let mut view = RespView(&mut head);
-        for f in filters.iter().rev() {
-            f.response(&mut view, &mut ctx.req);
-        }
-    }
-    ctx.local_status = local.status.as_u16();
-    let head_only = session.req_header().method == Method::HEAD;
-    session
-        .write_response_header(Box::new(head), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(local.body), true).await?;
-    }
-    Ok(())
-}
-
-/// Answers an edge refusal; framing problems also close the connection.
-async fn refuse(session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Result<()> {
-    if refusal.close {
-        session.set_keepalive(None);
-    }
-    let local = LocalResponse::error(
-        refusal.status,
-        refusal.code,
-        &refusal.message,
-        &ctx.req.request_id,
-    );
-    respond(session, ctx, local, &[]).await
-}
-
-/// 413 when the declared body is over the route's limit (or any body where none is allowed).
-fn body_refusal(framing: Framing, max_body: u64) -> Option<Refusal> {
-    let too_big = match framing.content_length {
-        Some(n) => n > max_body,
-        None => framing.chunked && max_body == 0,
-    };
-    too_big.then(|| Refusal {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "payload_too_large",
-        message: format!("this route accepts request bodies up to {max_body} bytes"),
-        close: true,
-    })
-}
-
-/// Maps a proxy failure to (status, error code, message); status 0 means the client
-/// connection is gone and nothing can be sent.
-fn classify(e: &Error, ctx: &Ctx) -> (u16, &'static str, String) {
-    use ErrorType::*;
-    let upstream = ctx.route.as_ref().map_or("", |r| r.upstream.name());
-    if ctx.failure == Some(Failure::NoTarget) {
-        return (
-            502,
-            "upstream_unavailable",
-            format!("no healthy target in upstream {upstream:?}"),
-        );
-    }
-    match (e.esource(), e.etype()) {
-        (_, HTTPStatus(code)) => (
-            *code,
-            error_code(*code),
-            format!("request failed with status {code}"),
-        ),
-        (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => (
-            504,
-            "upstream_timeout",
-            format!("upstream {upstream:?} did not answer in time"),
-        ),
-        (
-            ErrorSource::Upstream,
-            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
-            | TLSHandshakeTimedout,
-        ) => (
-            502,
-            "upstream_unavailable",
-            format!("could not connect to upstream {upstream:?}"),
-        ),
-        (ErrorSource::Upstream, _) => (
-            502,
-            "upstream_unavailable",
-            format!("upstream {upstream:?} sent an invalid or incomplete response"),
-        ),
-        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => {
-            (0, "", String::new())
-        }
-        (ErrorSource::Downstream, ReadTimedout) => (
-            408,
-            "request_timeout",
-            "the request was not received in time".into(),
-        ),
-        // Pingora's upstream request policy refuses, e.g., a `Connection` header
-        // naming Host or X-Forwarded-For.
-        (ErrorSource::Downstream, InvalidHTTPHeader) => (
-            400,
-            "bad_request",
-            "a request header is not acceptable".into(),
-        ),
-        (ErrorSource::Downstream, _) => {
-            (400, "bad_request", "the request could not be read".into())
-        }
-        _ => (
-            500,
-            "internal_error",
-            "the gateway failed to process the request".into(),
-        ),
-    }
-}
-
-fn error_code(status: u16) -> &'static str {
-    match status {
-        400 => "bad_request",
-        404 => "route_not_found",
-        405 => "method_not_allowed",
-        408 => "request_timeout",
-        413 => "payload_too_large",
-        414 => "uri_too_long",
-        429 => "rate_limited",
-        431 => "request_header_fields_too_large",
-        502 => "upstream_unavailable",
-        503 => "store_unavailable",
-        504 => "upstream_timeout",
-        _ => "error",
-    }
-}
-
-fn status_code(status: u16) -> StatusCode {
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// The consistent-hash key for this request, if the group hashes.

@@ -2,7 +2,8 @@
 //! the token endpoint (`auth.token_endpoint.path`) and the JWKS of an asymmetric
 //! signing key (`/.well-known/jwks.json`).
 
-use super::{respond, Ctx};
+use super::local::respond;
+use super::Ctx;
 use crate::auth::token_endpoint::{TokenRequest, MAX_BODY};
 use crate::auth::JWKS_PATH;
 use crate::filter::LocalResponse;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 /// Whether `path` is one of these endpoints. Checked before [`serve`] is entered,
 /// so a proxied request's future does not carry `serve`'s state (see
-/// [`super::respond`]).
+/// [`super::local::respond`]).
 pub(super) fn handles(runtime: &Runtime, path: &str) -> bool {
     let auth = &runtime.auth;
     (path == JWKS_PATH && auth.publishes_jwks())
