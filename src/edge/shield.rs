@@ -183,6 +183,14 @@ impl Guarded {
         }
     }
 
+    /// A write of response bytes starting with `first` finished as `r`: once a
+    /// final (not 1xx) response has started, the next bytes read begin a new request.
+    fn note_write(&mut self, r: &Poll<std::io::Result<usize>>, first: &[u8]) {
+        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) && !is_interim(first) {
+            self.responded = true;
+        }
+    }
+
     /// Advances the phase over bytes just read; an error ends the connection.
     fn observe(&mut self, data: &[u8]) -> std::io::Result<()> {
         if data.is_empty() {
@@ -387,9 +395,7 @@ impl AsyncWrite for Guarded {
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !is_interim(data) {
-            this.responded = true;
-        }
+        this.note_write(&r, data);
         r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -409,9 +415,7 @@ impl AsyncWrite for Guarded {
             .iter()
             .find(|b| !b.is_empty())
             .map_or(&[][..], |b| &b[..]);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !is_interim(first) {
-            this.responded = true;
-        }
+        this.note_write(&r, first);
         r
     }
     fn is_write_vectored(&self) -> bool {
