@@ -6,12 +6,14 @@
 //! (`fingate:rl:...`, `fingate:login:...`) and put the part that must stay together
 //! in a `{hash tag}` so the keys also work on Redis Cluster.
 
+pub mod attempts;
 pub mod limit;
 mod memory;
 mod redis;
 #[cfg(test)]
 pub mod testing;
 
+pub use attempts::Attempt;
 pub use limit::{Algorithm, Decision, Rule};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
@@ -52,6 +54,18 @@ pub trait Store: Send + Sync + Debug {
     /// One atomic rate-limit decision for `key` under `rule`, counting `cost`
     /// requests (0: only ask whether one more would pass).
     async fn rate_limit(&self, key: &str, rule: &Rule, cost: u32) -> Result<Decision, StoreError>;
+
+    /// Counts one attempt against `key`, allowed while at most `limit` were counted
+    /// within `window` (see [`attempts`]: refused attempts count too).
+    async fn take_attempt(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Attempt, StoreError>;
+
+    /// Gives back one attempt counted by [`Store::take_attempt`].
+    async fn give_back_attempt(&self, key: &str) -> Result<(), StoreError>;
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -9,7 +9,7 @@ use super::consumers::ConsumerStore;
 use super::keys::Key;
 use super::password::{Verifier, VerifyError};
 use super::settings::TokenEndpointConfig;
-use super::throttle::{LoginThrottle, Subject};
+use super::throttle::{Admission, LoginThrottle};
 use crate::config::units::DurationStr;
 use crate::filter::LocalResponse;
 use bytes::Bytes;
@@ -144,19 +144,26 @@ impl TokenEndpoint {
             Ok(l) => l,
             Err(message) => return refuse(bad_request(&message, id)),
         };
-        let mut subjects = vec![Subject::Username(login.username.clone())];
-        subjects.extend(req.client_ip.map(Subject::Ip));
-        if let Some(wait) = self.throttle.blocked(&subjects).await {
-            return refuse(too_many(
-                "too many failed logins; try again later",
-                wait,
-                id,
-            ));
+        // The attempt is counted before the password is checked, so concurrent
+        // guesses cannot all pass a check made before any of them failed.
+        let ticket = match self.throttle.admit(&login.username, req.client_ip).await {
+            Admission::Check(ticket) => ticket,
+            Admission::Refused { retry_after } => {
+                return refuse(too_many(
+                    "too many failed logins; try again later",
+                    retry_after,
+                    id,
+                ));
+            }
+        };
+        if !ticket.delay.is_zero() {
+            tokio::time::sleep(ticket.delay).await;
         }
         let consumer = match self.consumers.get(&login.username).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "consumer lookup failed");
+                self.throttle.unchecked(ticket).await;
                 return refuse(LocalResponse::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "store_unavailable",
@@ -171,6 +178,7 @@ impl TokenEndpoint {
         let ok = match self.verifier.verify(login.password, phc).await {
             Ok(ok) => ok,
             Err(VerifyError::Busy) => {
+                self.throttle.unchecked(ticket).await;
                 return refuse(too_many(
                     "too many logins in progress; retry shortly",
                     Duration::from_secs(1),
@@ -181,7 +189,7 @@ impl TokenEndpoint {
         let consumer = match consumer {
             Some(c) if ok && !c.disabled => c,
             _ => {
-                self.throttle.failed(&subjects).await;
+                // The attempt taken above stays counted: that is the failure.
                 tracing::info!(request_id = id, "login refused: invalid credentials");
                 return refuse(LocalResponse::error(
                     StatusCode::UNAUTHORIZED,
@@ -191,7 +199,7 @@ impl TokenEndpoint {
                 ));
             }
         };
-        self.throttle.succeeded(&consumer.username).await;
+        self.throttle.succeeded(ticket).await;
         let ttl = login
             .ttl
             .unwrap_or(self.config.default_ttl)

@@ -1,6 +1,7 @@
 //! The in-process store: sharded maps with expiry and a size cap, so a flood of
 //! distinct keys cannot grow memory without bound.
 
+use super::attempts::{self, Attempt};
 use super::limit::{self, Algorithm, Decision, Rule, Window};
 use super::{now_us, Store, StoreError};
 use crate::config::StoreBackend;
@@ -20,6 +21,7 @@ enum Value {
     Bytes(Vec<u8>),
     Gcra(i64),
     Window(Window),
+    Attempts(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +83,44 @@ impl MemoryStore {
         map.insert(key.to_owned(), entry);
     }
 
+    /// [`Store::take_attempt`], synchronously: also the login throttle's fallback.
+    pub fn take(&self, key: &str, limit: u32, window: Duration) -> Attempt {
+        let now = now_us();
+        self.with_shard(key, |map| {
+            let state = match map.get(key) {
+                Some(Entry {
+                    value: Value::Attempts(n),
+                    expires,
+                }) if *expires > now => Some((*n, *expires)),
+                _ => None,
+            };
+            let (attempt, (count, expires)) = attempts::take(state, now, limit, window);
+            let entry = Entry {
+                value: Value::Attempts(count),
+                expires,
+            };
+            Self::insert(map, key, entry, now);
+            attempt
+        })
+    }
+
+    /// [`Store::give_back_attempt`], synchronously.
+    pub fn give_back(&self, key: &str) {
+        self.with_shard(key, |map| match map.get_mut(key) {
+            Some(Entry {
+                value: Value::Attempts(n),
+                ..
+            }) if *n > 1 => *n -= 1,
+            Some(Entry {
+                value: Value::Attempts(_),
+                ..
+            }) => {
+                map.remove(key);
+            }
+            _ => {}
+        });
+    }
+
     /// The decision, synchronously (the trait method wraps it).
     pub fn decide(&self, key: &str, rule: &Rule, cost: u32) -> Decision {
         let now = now_us();
@@ -130,6 +170,20 @@ impl Store for MemoryStore {
 
     async fn rate_limit(&self, key: &str, rule: &Rule, cost: u32) -> Result<Decision, StoreError> {
         Ok(self.decide(key, rule, cost))
+    }
+
+    async fn take_attempt(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Attempt, StoreError> {
+        Ok(self.take(key, limit, window))
+    }
+
+    async fn give_back_attempt(&self, key: &str) -> Result<(), StoreError> {
+        self.give_back(key);
+        Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -6,6 +6,7 @@
 //! `/readyz`; the first failure after success is logged once, and so is recovery,
 //! while `fingate_store_errors_total{operation}` counts every failure.
 
+use super::attempts::{Attempt, GIVE_BACK_LUA, TAKE_LUA};
 use super::limit::{Algorithm, Decision, Rule, GCRA_LUA, SLIDING_WINDOW_LUA};
 use super::{Store, StoreError};
 use crate::config::StoreBackend;
@@ -38,6 +39,8 @@ pub struct RedisStore {
     down_logged: AtomicBool,
     gcra: Script,
     window: Script,
+    take: Script,
+    give_back: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -72,6 +75,8 @@ impl RedisStore {
             down_logged: AtomicBool::new(false),
             gcra: Script::new(GCRA_LUA),
             window: Script::new(SLIDING_WINDOW_LUA),
+            take: Script::new(TAKE_LUA),
+            give_back: Script::new(GIVE_BACK_LUA),
         });
         let weak = Arc::downgrade(&store);
         crate::runtime::control_runtime().spawn(probe(weak));
@@ -189,6 +194,39 @@ impl Store for RedisStore {
             })
             .await?;
         Ok(Decision::from_parts(a, r, reset, retry, cost))
+    }
+
+    async fn take_attempt(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Attempt, StoreError> {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (count, left_ms) = self
+            .run("take_attempt", |mut c| async move {
+                self.take
+                    .key(key)
+                    .arg(limit)
+                    .arg(window_ms)
+                    .invoke_async::<(i64, i64)>(&mut c)
+                    .await
+            })
+            .await?;
+        let count = u64::try_from(count).unwrap_or(0);
+        Ok(Attempt {
+            count,
+            allowed: count <= u64::from(limit),
+            reset: Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
+        })
+    }
+
+    async fn give_back_attempt(&self, key: &str) -> Result<(), StoreError> {
+        self.run("give_back_attempt", |mut c| async move {
+            self.give_back.key(key).invoke_async::<i64>(&mut c).await
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -2,7 +2,7 @@
 //! rate-limit call's cost recorded, an optional delay per decision (a slow Redis),
 //! and a switch that makes every decision fail (a dead one).
 
-use super::{Decision, MemoryStore, Rule, Store, StoreError};
+use super::{Attempt, Decision, MemoryStore, Rule, Store, StoreError};
 use crate::config::StoreBackend;
 use async_trait::async_trait;
 use std::sync::Mutex;
@@ -41,6 +41,20 @@ impl Store for TestStore {
             tokio::time::sleep(self.delay).await;
         }
         self.inner.rate_limit(key, rule, cost).await
+    }
+    async fn take_attempt(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Attempt, StoreError> {
+        if self.broken {
+            return Err(StoreError::Unavailable("test store is broken".into()));
+        }
+        self.inner.take_attempt(key, limit, window).await
+    }
+    async fn give_back_attempt(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.give_back_attempt(key).await
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key).await

@@ -240,10 +240,9 @@ fn failed_logins_are_counted_across_gateways_sharing_redis() {
     for gw in [&gw1, &gw2] {
         let r = login_as(gw, "alice", PASSWORD);
         assert_eq!(r.status, 429, "{}", r.body_text());
-        // 60 s / 4 failures: the next attempt is allowed at most 15 s after the
-        // last failure (less by the time the slow debug-build logins took).
+        // A refused attempt counts and starts the 1-minute window again.
         let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
-        assert!((5..=15).contains(&after), "{after}");
+        assert!((55..=60).contains(&after), "{after}");
     }
     assert_eq!(login_as(&gw2, "web-app", PASSWORD).status, 200);
 }

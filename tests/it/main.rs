@@ -17,6 +17,7 @@ mod identity;
 mod jwt;
 mod keepalive;
 mod lifecycle;
+mod lockout;
 mod rate_limit;
 mod routing;
 mod token_endpoint;

@@ -505,7 +505,7 @@ fn start_up_does_not_need_redis() {
 /// throttle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_store_seam_works_like_the_memory_one() {
-    use fingate::auth::throttle::{LoginThrottle, Subject, ThrottleLimits};
+    use fingate::auth::throttle::{Admission, LoginThrottle, ThrottleLimits};
     use fingate::store::{Algorithm, MemoryStore, RedisStore, Rule};
     let redis = Redis::start();
     let store = RedisStore::open(&redis.url(), Duration::from_secs(1));
@@ -577,26 +577,47 @@ async fn the_redis_store_seam_works_like_the_memory_one() {
     assert!(!store.map_remove("fingate:t:m", "a").await.unwrap());
     assert_eq!(store.map_get("fingate:t:m", "a").await.unwrap(), None);
 
+    // Attempt counting: the script and the memory store count alike, a refused
+    // attempt restarts the window, and giving back counts down to nothing.
+    let window = Duration::from_secs(60);
+    for step in 0..4 {
+        let r = store
+            .take_attempt("fingate:t:{at}", 2, window)
+            .await
+            .unwrap();
+        let m = memory.take("fingate:t:{at}", 2, window);
+        assert_eq!((r.count, r.allowed), (m.count, m.allowed), "attempt {step}");
+        assert!(
+            r.reset > Duration::from_secs(58) && r.reset <= window,
+            "{r:?}"
+        );
+    }
+    for _ in 0..4 {
+        store.give_back_attempt("fingate:t:{at}").await.unwrap();
+    }
+    assert_eq!(redis.cli(&["EXISTS", "fingate:t:{at}"]), "0");
+
     let limits = ThrottleLimits {
         per_username: 2,
         per_ip: 100,
         window: Duration::from_secs(60),
     };
     let throttle = LoginThrottle::new(store.clone(), limits);
-    let who = [
-        Subject::Username("mallory".into()),
-        Subject::Ip("198.51.100.4".parse().unwrap()),
-    ];
+    let ip = Some("198.51.100.4".parse().unwrap());
     for _ in 0..2 {
-        assert!(throttle.blocked(&who).await.is_none());
-        throttle.failed(&who).await;
+        assert!(matches!(
+            throttle.admit("mallory", ip).await,
+            Admission::Check(_)
+        ));
     }
-    let wait = throttle.blocked(&who[..1]).await.unwrap();
+    let Admission::Refused { retry_after } = throttle.admit("mallory", ip).await else {
+        panic!("a third check for mallory");
+    };
     assert!(
-        wait > Duration::from_secs(29) && wait <= Duration::from_secs(30),
-        "{wait:?}"
+        retry_after > Duration::from_secs(59) && retry_after <= Duration::from_secs(60),
+        "{retry_after:?}"
     );
     assert!(redis
         .cli(&["KEYS", "fingate:login:*"])
-        .contains("fingate:login:{u:mallory}"));
+        .contains("fingate:login:{u:mallory}:ip:198.51.100.4"));
 }
