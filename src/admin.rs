@@ -2,6 +2,7 @@
 //! private address; the admin API behind `Authorization: Bearer <admin.api_key>`.
 //! Served only on `admin.address`, never on a public listener.
 
+use crate::error::{ErrorCode, GatewayError};
 use crate::metrics::metrics;
 use crate::runtime::{Gateway, ReloadError, Runtime};
 use async_trait::async_trait;
@@ -46,8 +47,13 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Vec<u8>> {
     respond(status, "application/json", body.to_string().into_bytes())
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Vec<u8>> {
-    json_response(status, &json!({ "error": code, "message": message }))
+/// The admin API's refusals: the gateway's JSON error shape, without a request id.
+fn error(e: GatewayError) -> Response<Vec<u8>> {
+    let mut r = respond(e.status, "application/json", e.body(None).to_vec());
+    for (name, value) in e.headers {
+        r.headers_mut().append(name, value);
+    }
+    r
 }
 
 /// Compares without an early exit, so response time does not reveal how much of a
@@ -59,11 +65,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// `None` when the request carries the admin key; otherwise the refusal to send.
 fn check_key(session: &ServerSession, runtime: &Runtime) -> Option<Response<Vec<u8>>> {
     let Some(key) = runtime.config.admin.api_key.as_deref() else {
-        return Some(error(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
+        return Some(error(GatewayError::new(
+            ErrorCode::AdminDisabled,
             "the admin API is disabled: set admin.api_key in the configuration",
-        ));
+        )));
     };
     let presented = session
         .req_header()
@@ -76,11 +81,10 @@ fn check_key(session: &ServerSession, runtime: &Runtime) -> Option<Response<Vec<
     match presented {
         Some(token) if constant_time_eq(token.as_bytes(), key.as_bytes()) => None,
         _ => {
-            let mut r = error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_admin_key",
+            let mut r = error(GatewayError::new(
+                ErrorCode::InvalidAdminKey,
                 "send Authorization: Bearer <admin.api_key>",
-            );
+            ));
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer realm=\"fingate-admin\""),
@@ -125,7 +129,7 @@ impl ServeHttp for AdminApp {
                 self.admin_api(&m, p, &runtime)
             }
             (_, "/metrics" | "/healthz" | "/readyz") => method_not_allowed("GET"),
-            _ => error(StatusCode::NOT_FOUND, "route_not_found", "admin endpoints: /metrics, /healthz, /readyz, /admin/routes, /admin/upstreams, /admin/reload"),
+            _ => error(GatewayError::new(ErrorCode::RouteNotFound, "admin endpoints: /metrics, /healthz, /readyz, /admin/routes, /admin/upstreams, /admin/reload")),
         }
     }
 }
@@ -138,14 +142,13 @@ fn purge_cache(method: &Method, query: Option<&str>, runtime: &Runtime) -> Respo
     }
     let prefix = match query_param(query, "prefix") {
         Ok(p) => p,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", &message),
+        Err(message) => return error(GatewayError::new(ErrorCode::BadRequest, message)),
     };
     if prefix.as_deref().is_some_and(|p| !p.starts_with('/')) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+        return error(GatewayError::new(
+            ErrorCode::BadRequest,
             "prefix must be a path starting with '/', e.g. ?prefix=/api/fx",
-        );
+        ));
     }
     let purged = runtime.cache.purge(prefix.as_deref());
     tracing::info!(prefix = prefix.as_deref(), purged, "cache purged");
@@ -182,11 +185,10 @@ fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, String
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<Vec<u8>> {
-    let mut r = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        &format!("use {allow}"),
-    );
+    let mut r = error(GatewayError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("use {allow}"),
+    ));
     r.headers_mut()
         .insert(header::ALLOW, http::HeaderValue::from_static(allow));
     r
@@ -204,27 +206,21 @@ impl AdminApp {
                     StatusCode::OK,
                     &json!({ "result": "ok", "summary": summary }),
                 ),
-                Err(ReloadError::Invalid(errors)) => json_response(
-                    StatusCode::BAD_REQUEST,
-                    &json!({
-                        "error": "invalid_config",
-                        "message": "the new configuration was refused; the running one stays",
-                        "errors": errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    }),
+                Err(ReloadError::Invalid(errors)) => error(
+                    GatewayError::new(
+                        ErrorCode::InvalidConfig,
+                        "the new configuration was refused; the running one stays",
+                    )
+                    .with_detail(
+                        "errors",
+                        errors.0.iter().map(ToString::to_string).collect::<Vec<_>>().into(),
+                    ),
                 ),
-                Err(e) => error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "reload_failed",
-                    &e.to_string(),
-                ),
+                Err(e) => error(GatewayError::new(ErrorCode::ReloadFailed, e.to_string())),
             },
             (_, "/admin/routes" | "/admin/upstreams") => method_not_allowed("GET"),
             (_, "/admin/reload") => method_not_allowed("POST"),
-            _ => error(
-                StatusCode::NOT_FOUND,
-                "route_not_found",
-                "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload, DELETE /admin/cache, GET|POST /admin/consumers, DELETE /admin/consumers/{username}",
-            ),
+            _ => error(GatewayError::new(ErrorCode::RouteNotFound, "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload, DELETE /admin/cache, GET|POST /admin/consumers, DELETE /admin/consumers/{username}")),
         }
     }
 }

@@ -13,6 +13,8 @@ pub mod rate_limit;
 pub mod request_id;
 
 use crate::context::RequestContext;
+use crate::error::GatewayError;
+pub use crate::error::LocalResponse;
 use crate::store::Store;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -164,39 +166,6 @@ impl HeaderEdit for http::HeaderMap {
     }
 }
 
-/// A response the gateway makes itself (an error, a refusal, a cache hit).
-#[derive(Debug, Clone)]
-pub struct LocalResponse {
-    pub status: StatusCode,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Bytes,
-}
-
-impl LocalResponse {
-    /// The gateway's JSON error shape (spec §5):
-    /// `{"error": code, "message": text, "request_id": id}`.
-    pub fn error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Self {
-        let body = serde_json::json!({
-            "error": code,
-            "message": message,
-            "request_id": request_id,
-        });
-        Self {
-            status,
-            headers: vec![(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body: Bytes::from(body.to_string()),
-        }
-    }
-
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-}
-
 /// What a filter's request phase decided.
 #[derive(Debug)]
 pub enum Flow {
@@ -204,6 +173,19 @@ pub enum Flow {
     Continue,
     /// Answer the client now; later filters and the upstream are skipped.
     Respond(LocalResponse),
+    /// Refuse the request; the gateway renders the error (as `Respond` otherwise).
+    Reject(GatewayError),
+}
+
+impl Flow {
+    /// The answer to send, rendered for the request `request_id` (None: go on).
+    pub fn into_answer(self, request_id: &str) -> Option<LocalResponse> {
+        match self {
+            Flow::Continue => None,
+            Flow::Respond(local) => Some(local),
+            Flow::Reject(e) => Some(e.into_response(Some(request_id))),
+        }
+    }
 }
 
 /// A filter could not decide (e.g. its store is unreachable). Its own options say

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod edge;
+pub mod error;
 pub mod filter;
 pub mod logging;
 pub mod metrics;

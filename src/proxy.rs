@@ -11,9 +11,9 @@ mod log;
 
 use crate::config::HashOn;
 use crate::context::RequestContext;
-use crate::edge::checks::{check_head, Refusal};
+use crate::edge::checks::check_head;
 use crate::edge::{forwarded, shield};
-use crate::filter::LocalResponse;
+use crate::error::{ErrorCode, GatewayError};
 use crate::metrics::{metrics, Outcome};
 use crate::normalize::normalize_path;
 use crate::routing::Lookup;
@@ -21,10 +21,10 @@ use crate::runtime::{Gateway, Route, Runtime};
 use crate::upstream::ActiveGuard;
 use async_trait::async_trait;
 use bytes::Bytes;
-use failure::{classify, status_code, Failure};
+use failure::{classify, Failure};
 use headers::{ReqView, RespView};
-use http::{header, HeaderValue, Method, StatusCode};
-use local::{body_refusal, refuse, respond, run_request_filters};
+use http::{header, HeaderValue, Method};
+use local::{body_refusal, reject, run_request_filters};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -121,7 +121,7 @@ impl ProxyHttp for Proxy {
         let head = match check_head(req, req.raw_path().len(), limits) {
             Ok(head) => head,
             Err(refusal) => {
-                refuse(session, ctx, refusal).await?;
+                reject(session, ctx, refusal, &[]).await?;
                 return Ok(true);
             }
         };
@@ -131,13 +131,8 @@ impl ProxyHttp for Proxy {
         let path = match normalize_path(req.uri.path()) {
             Ok(p) => p.into_owned(),
             Err(e) => {
-                let refusal = Refusal {
-                    status: StatusCode::BAD_REQUEST,
-                    code: "bad_request",
-                    message: e.to_string(),
-                    close: true,
-                };
-                refuse(session, ctx, refusal).await?;
+                let refusal = GatewayError::new(ErrorCode::BadRequest, e.to_string()).closing();
+                reject(session, ctx, refusal, &[]).await?;
                 return Ok(true);
             }
         };
@@ -170,32 +165,26 @@ impl ProxyHttp for Proxy {
             Lookup::MethodNotAllowed { allow } => {
                 ctx.req.path = path;
                 let allow: Vec<&str> = allow.iter().map(Method::as_str).collect();
-                let local = LocalResponse::error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    &format!(
+                let refusal = GatewayError::new(
+                    ErrorCode::MethodNotAllowed,
+                    format!(
                         "{} is not allowed here; allowed: {}",
                         ctx.req.method,
                         allow.join(", ")
                     ),
-                    &ctx.req.request_id,
                 );
-                let local = match HeaderValue::from_str(&allow.join(", ")) {
-                    Ok(v) => local.with_header(header::ALLOW, v),
-                    Err(_) => local,
+                let refusal = match HeaderValue::from_str(&allow.join(", ")) {
+                    Ok(v) => refusal.with_header(header::ALLOW, v),
+                    Err(_) => refusal,
                 };
-                respond(session, ctx, local, &[]).await?;
+                reject(session, ctx, refusal, &[]).await?;
                 return Ok(true);
             }
             Lookup::NotFound => {
                 ctx.req.path = path;
-                let local = LocalResponse::error(
-                    StatusCode::NOT_FOUND,
-                    "route_not_found",
-                    "no route matches this request",
-                    &ctx.req.request_id,
-                );
-                respond(session, ctx, local, &[]).await?;
+                let refusal =
+                    GatewayError::new(ErrorCode::RouteNotFound, "no route matches this request");
+                reject(session, ctx, refusal, &[]).await?;
                 return Ok(true);
             }
         };
@@ -204,7 +193,7 @@ impl ProxyHttp for Proxy {
         ctx.req.route = Some(found.name.clone());
         ctx.route = Some(found.clone());
         if let Some(refusal) = body_refusal(framing, found.max_body) {
-            refuse(session, ctx, refusal).await?;
+            reject(session, ctx, refusal, &[]).await?;
             return Ok(true);
         }
         if framing.chunked {
@@ -392,16 +381,15 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<Ctx>,
     ) -> FailToProxy {
         let upstream = ctx.route.as_ref().map_or("", |r| r.upstream.name());
-        let (status, code, message) = classify(e, ctx.failure, upstream);
-        if status != 0 && session.response_written().is_none() {
-            let local =
-                LocalResponse::error(status_code(status), code, &message, &ctx.req.request_id);
+        let failure = classify(e, ctx.failure, upstream);
+        let status = failure.as_ref().map_or(0, |f| f.status.as_u16());
+        if let (Some(failure), None) = (failure, session.response_written()) {
             let filters = ctx
                 .route
                 .as_ref()
                 .map(|r| r.filters.clone())
                 .unwrap_or_default();
-            if let Err(write_error) = respond(session, ctx, local, &filters).await {
+            if let Err(write_error) = reject(session, ctx, failure, &filters).await {
                 tracing::debug!(error = %write_error, "could not send the error response");
             }
         }

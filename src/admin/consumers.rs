@@ -6,6 +6,7 @@ use super::{error, json_response};
 use crate::auth::consumers::{Consumer, ConsumerStoreError};
 use crate::auth::settings::{scope_problem, username_problem};
 use crate::auth::{password, AuthRuntime};
+use crate::error::{ErrorCode, GatewayError};
 use http::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -25,16 +26,13 @@ struct NewConsumer {
 
 fn store_error(e: &ConsumerStoreError) -> Response<Vec<u8>> {
     match e {
-        ConsumerStoreError::ReadOnly(m) => error(StatusCode::CONFLICT, "read_only", m),
-        ConsumerStoreError::Exists(_) => error(StatusCode::CONFLICT, "exists", &e.to_string()),
-        ConsumerStoreError::Unavailable(_) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            &e.to_string(),
-        ),
-        ConsumerStoreError::Corrupt(m) => {
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", m)
-        }
+        ConsumerStoreError::ReadOnly(m) => error(GatewayError::new(ErrorCode::ReadOnly, m)),
+        ConsumerStoreError::Exists(_) => error(GatewayError::new(ErrorCode::Exists, e.to_string())),
+        ConsumerStoreError::Unavailable(_) => error(GatewayError::new(
+            ErrorCode::StoreUnavailable,
+            e.to_string(),
+        )),
+        ConsumerStoreError::Corrupt(m) => error(GatewayError::new(ErrorCode::InternalError, m)),
     }
 }
 
@@ -54,13 +52,12 @@ pub(super) async fn handle(
             let new: NewConsumer = match serde_json::from_slice(body) {
                 Ok(n) => n,
                 Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        &format!(
+                    return error(GatewayError::new(
+                        ErrorCode::BadRequest,
+                        format!(
                         "expected {{\"username\", \"password\", \"scopes\", \"disabled\"}}: {e}"
                     ),
-                    )
+                    ))
                 }
             };
             let problem = username_problem(&new.username)
@@ -71,17 +68,16 @@ pub(super) async fn handle(
                         .then(|| "the password is empty".to_owned())
                 });
             if let Some(p) = problem {
-                return error(StatusCode::BAD_REQUEST, "bad_request", &p);
+                return error(GatewayError::new(ErrorCode::BadRequest, p));
             }
             let password = new.password;
             let hash = match tokio::task::spawn_blocking(move || password::hash(&password)).await {
                 Ok(Ok(h)) => h,
                 _ => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal_error",
+                    return error(GatewayError::new(
+                        ErrorCode::InternalError,
                         "hashing failed",
-                    )
+                    ))
                 }
             };
             let consumer = Consumer {
@@ -98,19 +94,17 @@ pub(super) async fn handle(
         (&Method::DELETE, Some(rest)) if rest.len() > 1 && rest.starts_with('/') => {
             match store.remove(&rest[1..]).await {
                 Ok(true) => json_response(StatusCode::OK, &json!({ "removed": &rest[1..] })),
-                Ok(false) => error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
+                Ok(false) => error(GatewayError::new(
+                    ErrorCode::NotFound,
                     "no such run-time consumer",
-                ),
+                )),
                 Err(e) => store_error(&e),
             }
         }
         (_, Some("")) => super::method_not_allowed("GET, POST"),
-        _ => error(
-            StatusCode::NOT_FOUND,
-            "route_not_found",
+        _ => error(GatewayError::new(
+            ErrorCode::RouteNotFound,
             "consumers API: GET|POST /admin/consumers, DELETE /admin/consumers/{username}",
-        ),
+        )),
     }
 }

@@ -11,7 +11,7 @@ use super::password::{Verifier, VerifyError};
 use super::settings::TokenEndpointConfig;
 use super::throttle::{Admission, LoginThrottle};
 use crate::config::units::DurationStr;
-use crate::filter::LocalResponse;
+use crate::error::{ErrorCode, GatewayError, LocalResponse};
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
 use serde_json::{json, Value};
@@ -52,15 +52,20 @@ struct Login {
     ttl: Option<Duration>,
 }
 
-/// What came of a request: the answer, and the consumer when a token was issued.
+/// A login that succeeded: the answer to send and the consumer it logged in.
 #[derive(Debug)]
-pub struct TokenOutcome {
+pub struct TokenIssued {
     pub response: LocalResponse,
-    pub consumer: Option<String>,
+    pub consumer: String,
 }
 
-fn bad_request(message: &str, request_id: &str) -> LocalResponse {
-    LocalResponse::error(StatusCode::BAD_REQUEST, "bad_request", message, request_id)
+/// The answer when the login body is over [`MAX_BODY`] (also judged by the caller
+/// while reading it).
+pub fn body_too_large() -> GatewayError {
+    GatewayError::new(
+        ErrorCode::PayloadTooLarge,
+        "the login body is limited to 16 KiB",
+    )
 }
 
 fn is_json(content_type: Option<&[u8]>) -> bool {
@@ -113,47 +118,34 @@ fn parse(body: &[u8]) -> Result<Login, String> {
 }
 
 impl TokenEndpoint {
-    pub async fn handle(&self, req: TokenRequest<'_>) -> TokenOutcome {
-        let id = req.request_id;
-        let refuse = |response| TokenOutcome {
-            response,
-            consumer: None,
-        };
+    pub async fn handle(&self, req: TokenRequest<'_>) -> Result<TokenIssued, GatewayError> {
         if *req.method != Method::POST {
-            let r = LocalResponse::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+            return Err(GatewayError::new(
+                ErrorCode::MethodNotAllowed,
                 "log in with POST and a JSON body",
-                id,
             )
-            .with_header(header::ALLOW, HeaderValue::from_static("POST"));
-            return refuse(r);
+            .with_header(header::ALLOW, HeaderValue::from_static("POST")));
         }
         if !is_json(req.content_type) {
-            return refuse(bad_request("send Content-Type: application/json", id));
-        }
-        if req.body.len() > MAX_BODY {
-            return refuse(LocalResponse::error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the login body is limited to 16 KiB",
-                id,
+            return Err(GatewayError::new(
+                ErrorCode::BadRequest,
+                "send Content-Type: application/json",
             ));
         }
-        let login = match parse(req.body) {
-            Ok(l) => l,
-            Err(message) => return refuse(bad_request(&message, id)),
-        };
+        if req.body.len() > MAX_BODY {
+            return Err(body_too_large());
+        }
+        let login = parse(req.body).map_err(|m| GatewayError::new(ErrorCode::BadRequest, m))?;
         // The attempt is counted before the password is checked, so concurrent
         // guesses cannot all pass a check made before any of them failed.
         let ticket = match self.throttle.admit(&login.username, req.client_ip).await {
             Admission::Check(ticket) => ticket,
             Admission::Refused { retry_after } => {
-                return refuse(too_many(
+                return Err(GatewayError::new(
+                    ErrorCode::RateLimited,
                     "too many failed logins; try again later",
-                    retry_after,
-                    id,
-                ));
+                )
+                .retry_after(retry_after));
             }
         };
         if !ticket.delay.is_zero() {
@@ -164,11 +156,9 @@ impl TokenEndpoint {
             Err(e) => {
                 tracing::error!(error = %e, "consumer lookup failed");
                 self.throttle.unchecked(ticket).await;
-                return refuse(LocalResponse::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
+                return Err(GatewayError::new(
+                    ErrorCode::StoreUnavailable,
                     "the consumer store is unavailable",
-                    id,
                 ));
             }
         };
@@ -179,23 +169,24 @@ impl TokenEndpoint {
             Ok(ok) => ok,
             Err(VerifyError::Busy) => {
                 self.throttle.unchecked(ticket).await;
-                return refuse(too_many(
+                return Err(GatewayError::new(
+                    ErrorCode::RateLimited,
                     "too many logins in progress; retry shortly",
-                    Duration::from_secs(1),
-                    id,
-                ));
+                )
+                .retry_after(Duration::from_secs(1)));
             }
         };
         let consumer = match consumer {
             Some(c) if ok && !c.disabled => c,
             _ => {
                 // The attempt taken above stays counted: that is the failure.
-                tracing::info!(request_id = id, "login refused: invalid credentials");
-                return refuse(LocalResponse::error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_credentials",
+                tracing::info!(
+                    request_id = req.request_id,
+                    "login refused: invalid credentials"
+                );
+                return Err(GatewayError::new(
+                    ErrorCode::InvalidCredentials,
                     "unknown username or wrong password",
-                    id,
                 ));
             }
         };
@@ -204,57 +195,41 @@ impl TokenEndpoint {
             .ttl
             .unwrap_or(self.config.default_ttl)
             .min(self.config.max_ttl);
-        match mint(
+        let scope = consumer.scopes.join(" ");
+        let signed = mint(
             &self.signing_key,
             &self.issuer,
             &self.audience,
             &consumer.username,
-            &consumer.scopes.join(" "),
+            &scope,
             ttl,
-        ) {
-            Ok((token, exp)) => {
-                let body = json!({
-                    "token": token,
-                    "token_type": "Bearer",
-                    "expires_in": ttl.as_secs(),
-                    "expires_at": rfc3339(exp),
-                });
-                let response = LocalResponse {
-                    status: StatusCode::OK,
-                    headers: vec![
-                        (
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/json"),
-                        ),
-                        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                        (header::PRAGMA, HeaderValue::from_static("no-cache")),
-                    ],
-                    body: Bytes::from(body.to_string()),
-                };
-                TokenOutcome {
-                    response,
-                    consumer: Some(consumer.username.clone()),
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "signing a token failed");
-                refuse(LocalResponse::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "the token could not be signed",
-                    id,
-                ))
-            }
-        }
-    }
-}
-
-fn too_many(message: &str, wait: Duration, id: &str) -> LocalResponse {
-    let secs = wait.as_secs().max(1);
-    let r = LocalResponse::error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message, id);
-    match HeaderValue::from_str(&secs.to_string()) {
-        Ok(v) => r.with_header(header::RETRY_AFTER, v),
-        Err(_) => r,
+        );
+        let (token, exp) = signed.map_err(|e| {
+            tracing::error!(error = %e, "signing a token failed");
+            GatewayError::new(ErrorCode::InternalError, "the token could not be signed")
+        })?;
+        let body = json!({
+            "token": token,
+            "token_type": "Bearer",
+            "expires_in": ttl.as_secs(),
+            "expires_at": rfc3339(exp),
+        });
+        let response = LocalResponse {
+            status: StatusCode::OK,
+            headers: vec![
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (header::PRAGMA, HeaderValue::from_static("no-cache")),
+            ],
+            body: Bytes::from(body.to_string()),
+        };
+        Ok(TokenIssued {
+            response,
+            consumer: consumer.username.clone(),
+        })
     }
 }
 

@@ -1,33 +1,8 @@
 //! Checks on a request head, before routing. Pure functions over `http` types.
 
 use crate::config::Limits;
-use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-
-/// Why a request is refused at the edge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// Framing problems poison the connection: close it after answering.
-    pub close: bool,
-}
-
-impl Refusal {
-    fn new(
-        status: StatusCode,
-        code: &'static str,
-        message: impl Into<String>,
-        close: bool,
-    ) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            close,
-        }
-    }
-}
+use crate::error::{ErrorCode, GatewayError};
+use http::{header, HeaderMap, HeaderValue, Method};
 
 /// Methods the gateway proxies. Anything else (extension methods, TRACE, CONNECT)
 /// is refused: no fintech API needs them and each widens the attack surface.
@@ -111,72 +86,61 @@ pub fn check_head<'a>(
     parts: &'a http::request::Parts,
     target_len: usize,
     limits: &Limits,
-) -> Result<Head<'a>, Refusal> {
+) -> Result<Head<'a>, GatewayError> {
     let fields = Fields::gather(&parts.headers);
     let framing = check_framing(&fields)?;
     if target_len > limits.max_uri_bytes {
-        return Err(Refusal::new(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+        return Err(GatewayError::new(
+            ErrorCode::UriTooLong,
             format!(
                 "the request target is longer than {} bytes",
                 limits.max_uri_bytes
             ),
-            true,
-        ));
+        )
+        .closing());
     }
     if parts.headers.len() > limits.max_headers {
-        return Err(Refusal::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request_header_fields_too_large",
+        return Err(GatewayError::new(
+            ErrorCode::RequestHeaderFieldsTooLarge,
             format!("more than {} header fields", limits.max_headers),
-            true,
-        ));
+        )
+        .closing());
     }
     // Request line + the fields, as sent.
     let head_bytes = parts.method.as_str().len() + target_len + 12 + fields.bytes;
     if head_bytes > limits.max_header_bytes {
-        return Err(Refusal::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request_header_fields_too_large",
+        return Err(GatewayError::new(
+            ErrorCode::RequestHeaderFieldsTooLarge,
             format!(
                 "the request head is larger than {} bytes",
                 limits.max_header_bytes
             ),
-            true,
-        ));
+        )
+        .closing());
     }
     let host = check_host(&fields)?;
     if limits.reject_semicolon && parts.uri.path().contains(';') {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
+        return Err(GatewayError::new(
+            ErrorCode::BadRequest,
             "`;` in the path is refused here (limits.semicolon_in_path: reject)",
-            false,
         ));
     }
     if !supported_method(&parts.method) {
-        return Err(Refusal::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+        return Err(GatewayError::new(
+            ErrorCode::MethodNotAllowed,
             format!("method {} is not supported", parts.method),
-            true,
-        ));
+        )
+        .closing());
     }
     Ok(Head { framing, host })
 }
 
-fn bad_request<T>(message: &str) -> Result<T, Refusal> {
-    Err(Refusal::new(
-        StatusCode::BAD_REQUEST,
-        "bad_request",
-        message,
-        true,
-    ))
+fn bad_request<T>(message: &str) -> Result<T, GatewayError> {
+    Err(GatewayError::new(ErrorCode::BadRequest, message).closing())
 }
 
 /// Request smuggling shapes: refuse what two parsers could read differently.
-fn check_framing(f: &Fields<'_>) -> Result<Framing, Refusal> {
+fn check_framing(f: &Fields<'_>) -> Result<Framing, GatewayError> {
     if f.transfer_encoding.is_some() && f.content_length.is_some() {
         return bad_request("Content-Length and Transfer-Encoding together are ambiguous");
     }
@@ -210,7 +174,7 @@ fn check_framing(f: &Fields<'_>) -> Result<Framing, Refusal> {
 }
 
 /// HTTP/1.1 requires exactly one `Host`, a host name or IP literal with an optional port.
-fn check_host<'a>(f: &Fields<'a>) -> Result<&'a str, Refusal> {
+fn check_host<'a>(f: &Fields<'a>) -> Result<&'a str, GatewayError> {
     let (Some(host), 1) = (f.host, f.hosts) else {
         return bad_request("exactly one Host header is required");
     };
@@ -416,7 +380,7 @@ mod tests {
             ..Limits::default()
         };
         let e = check_head(&p, 20, &strict).unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.status, http::StatusCode::BAD_REQUEST);
         assert!(check_head(&p, 20, &Limits::default()).is_ok());
         // Percent-encoded it is data, not a delimiter, for every server.
         p.uri = "/admin%3Bx".parse().unwrap();

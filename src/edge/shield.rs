@@ -11,6 +11,8 @@
 //! Between requests, a kept-alive connection idle for `idle_timeout` is ended.
 
 use crate::config::Limits;
+use crate::context::new_request_id;
+use crate::error::{ErrorCode, GatewayError};
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -35,7 +37,14 @@ use tokio::time::Sleep;
 const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
 /// The refusal sent when the connection cap is reached.
-const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 77\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{\"error\":\"too_many_connections\",\"message\":\"the gateway is at its connection cap\"}";
+fn too_many() -> Vec<u8> {
+    GatewayError::new(
+        ErrorCode::TooManyConnections,
+        "the gateway is at its connection cap",
+    )
+    .retry_after(Duration::from_secs(1))
+    .to_http1(Some(&new_request_id()))
+}
 
 /// Wraps a Pingora app (the HTTP proxy) with the connection guards.
 pub struct Shield<A> {
@@ -68,7 +77,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Shield<A> {
         if !stream.as_any().is::<Guarded>() {
             let Ok(permit) = self.connections.clone().try_acquire_owned() else {
                 tracing::warn!("connection cap reached: refusing a new client connection");
-                let _ = stream.write_all(TOO_MANY).await;
+                let _ = stream.write_all(&too_many()).await;
                 let _ = stream.flush().await;
                 Shutdown::shutdown(&mut *stream).await;
                 return None;

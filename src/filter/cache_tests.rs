@@ -60,6 +60,7 @@ async fn exchange(
     body: &'static str,
 ) -> (String, Option<String>, Bytes) {
     match f.request(req, c).await.unwrap() {
+        Flow::Reject(e) => panic!("the cache refused: {e}"),
         Flow::Respond(local) => {
             let mut resp = Resp {
                 status: local.status,

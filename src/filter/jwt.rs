@@ -8,14 +8,15 @@
 //! any a client sent); on failure the client gets RFC 6750 401 / 403 answers and
 //! the reason is counted in `fingate_auth_failures_total{route,reason}`.
 
-use super::{Filter, FilterDeps, FilterError, Flow, HeaderEdit, LocalResponse, OptionError};
+use super::{Filter, FilterDeps, FilterError, Flow, HeaderEdit, OptionError};
 use crate::auth::claims::{has_scopes, Audience, Claims};
 use crate::auth::keys::{Accept, Key};
 use crate::auth::settings::scope_problem;
 use crate::context::RequestContext;
+use crate::error::{ErrorCode, GatewayError};
 use crate::metrics::metrics;
 use async_trait::async_trait;
-use http::{header, HeaderName, HeaderValue, StatusCode};
+use http::{header, HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use prometheus::IntCounter;
 use serde::Deserialize;
@@ -238,16 +239,12 @@ impl JwtFilter {
         Ok(claims)
     }
 
-    fn refuse(&self, reason: Reason, ctx: &RequestContext) -> Flow {
+    fn refuse(&self, reason: Reason) -> Flow {
         if let Some(c) = self.failures.get(reason.index()) {
             c.inc();
         }
-        let (status, code, challenge) = if reason == Reason::InsufficientScope {
-            (
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                self.scope_challenge.clone(),
-            )
+        let (code, challenge) = if reason == Reason::InsufficientScope {
+            (ErrorCode::InsufficientScope, self.scope_challenge.clone())
         } else {
             let text = format!(
                 "Bearer realm=\"fingate\", error=\"invalid_token\", error_description=\"{}\"",
@@ -255,11 +252,12 @@ impl JwtFilter {
             );
             let v = HeaderValue::from_str(&text)
                 .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""));
-            (StatusCode::UNAUTHORIZED, "invalid_token", v)
+            (ErrorCode::InvalidToken, v)
         };
-        let local = LocalResponse::error(status, code, reason.message(), &ctx.request_id)
-            .with_header(header::WWW_AUTHENTICATE, challenge);
-        Flow::Respond(local)
+        Flow::Reject(
+            GatewayError::new(code, reason.message())
+                .with_header(header::WWW_AUTHENTICATE, challenge),
+        )
     }
 }
 
@@ -301,17 +299,17 @@ impl Filter for JwtFilter {
     ) -> Result<Flow, FilterError> {
         let claims = match self.verify(req) {
             Ok(c) => c,
-            Err(reason) => return Ok(self.refuse(reason, ctx)),
+            Err(reason) => return Ok(self.refuse(reason)),
         };
         if !has_scopes(claims.scope.as_deref(), &self.scopes) {
-            return Ok(self.refuse(Reason::InsufficientScope, ctx));
+            return Ok(self.refuse(Reason::InsufficientScope));
         }
         let scopes = claims.scope.as_deref().unwrap_or("");
         let (Ok(id), Ok(scopes)) = (
             HeaderValue::from_str(&claims.sub),
             HeaderValue::from_str(scopes),
         ) else {
-            return Ok(self.refuse(Reason::Malformed, ctx));
+            return Ok(self.refuse(Reason::Malformed));
         };
         ctx.extensions.insert(Identity { id, scopes });
         ctx.consumer = Some(claims.sub);

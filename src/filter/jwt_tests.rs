@@ -159,14 +159,14 @@ async fn a_missing_scope_is_403() {
         json!({"sub": "a", "exp": now() + 60, "iss": "fingate", "aud": "api", "scope": "accounts:read"}),
     );
     let mut ctx = RequestContext::new(http::Method::GET, "/".into());
-    let Flow::Respond(r) = f
+    let Flow::Reject(r) = f
         .request(&mut with_auth(&format!("Bearer {t}")), &mut ctx)
         .await
         .unwrap()
     else {
         panic!("should refuse");
     };
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.status, http::StatusCode::FORBIDDEN);
     assert!(ctx.consumer.is_none());
 }
 

@@ -10,17 +10,16 @@
 mod coalesce;
 mod refused;
 
-use super::{
-    header_name, Filter, FilterDeps, FilterError, Flow, HeaderEdit, LocalResponse, OptionError,
-};
+use super::{header_name, Filter, FilterDeps, FilterError, Flow, HeaderEdit, OptionError};
 use crate::config::units::DurationStr;
 use crate::config::StoreBackend;
 use crate::context::RequestContext;
+use crate::error::{ErrorCode, GatewayError};
 use crate::metrics::metrics;
 use crate::store::{Algorithm, Decision, MemoryStore, Rule, Store};
 use async_trait::async_trait;
 use coalesce::Coalescer;
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue};
 use prometheus::IntCounter;
 use refused::RefusedKeys;
 use serde::Deserialize;
@@ -277,11 +276,9 @@ impl Filter for RateLimitFilter {
     ) -> Result<Flow, FilterError> {
         let key = self.key(req, ctx);
         let Some(d) = self.decide(&key).await else {
-            return Ok(Flow::Respond(LocalResponse::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
+            return Ok(Flow::Reject(GatewayError::new(
+                ErrorCode::StoreUnavailable,
                 "the rate-limit store is unavailable; try again shortly",
-                &ctx.request_id,
             )));
         };
         let mine = Reported {
@@ -310,14 +307,12 @@ impl Filter for RateLimitFilter {
             return Ok(Flow::Continue);
         }
         let secs = ceil_secs(d.retry_after).max(1);
-        let refusal = LocalResponse::error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            &format!("too many requests; retry after {secs} s"),
-            &ctx.request_id,
+        let refusal = GatewayError::new(
+            ErrorCode::RateLimited,
+            format!("too many requests; retry after {secs} s"),
         )
         .with_header(http::header::RETRY_AFTER, number(secs));
-        Ok(Flow::Respond(refusal))
+        Ok(Flow::Reject(refusal))
     }
 
     fn response(&self, resp: &mut dyn HeaderEdit, ctx: &mut RequestContext) {

@@ -2,11 +2,11 @@
 //! the token endpoint (`auth.token_endpoint.path`) and the JWKS of an asymmetric
 //! signing key (`/.well-known/jwks.json`).
 
-use super::local::respond;
+use super::local::{reject, respond};
 use super::Ctx;
-use crate::auth::token_endpoint::{TokenRequest, MAX_BODY};
+use crate::auth::token_endpoint::{body_too_large, TokenRequest, MAX_BODY};
 use crate::auth::JWKS_PATH;
-use crate::filter::LocalResponse;
+use crate::error::{ErrorCode, GatewayError, LocalResponse};
 use crate::runtime::Runtime;
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method, StatusCode};
@@ -57,13 +57,9 @@ pub(super) async fn serve(
                 body: Bytes::from(jwks.to_string()),
             }
         } else {
-            LocalResponse::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use GET",
-                &ctx.req.request_id,
-            )
-            .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"))
+            GatewayError::new(ErrorCode::MethodNotAllowed, "use GET")
+                .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"))
+                .into_response(Some(&ctx.req.request_id))
         };
         respond(session, ctx, local, &[]).await?;
         return Ok(true);
@@ -77,14 +73,7 @@ pub(super) async fn serve(
     ctx.req.path = path.to_owned();
     ctx.req.route = Some(Arc::from("token_endpoint"));
     let Some(body) = read_body(session).await? else {
-        session.set_keepalive(None);
-        let local = LocalResponse::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the login body is limited to 16 KiB",
-            &ctx.req.request_id,
-        );
-        respond(session, ctx, local, &[]).await?;
+        reject(session, ctx, body_too_large().closing(), &[]).await?;
         return Ok(true);
     };
     let head = session.req_header();
@@ -102,8 +91,13 @@ pub(super) async fn serve(
             request_id: &ctx.req.request_id,
         })
         .await;
-    ctx.req.consumer = outcome.consumer;
-    respond(session, ctx, outcome.response, &[]).await?;
+    match outcome {
+        Ok(issued) => {
+            ctx.req.consumer = Some(issued.consumer);
+            respond(session, ctx, issued.response, &[]).await?;
+        }
+        Err(e) => reject(session, ctx, e, &[]).await?,
+    }
     Ok(true)
 }
 

@@ -1,6 +1,7 @@
 //! How a failed request becomes the gateway's JSON error: which status, which
 //! error code, which message (spec §6).
 
+use crate::error::{ErrorCode, GatewayError};
 use http::StatusCode;
 use pingora::{Error, ErrorSource, ErrorType};
 
@@ -11,31 +12,33 @@ pub(super) enum Failure {
     NoTarget,
 }
 
-/// Maps a proxy failure to (status, error code, message); status 0 means the client
-/// connection is gone and nothing can be sent.
-/// `upstream` names the route's upstream group, for the message.
+/// Maps a proxy failure to the gateway's answer; None when the client connection
+/// is gone and nothing can be sent. `upstream` names the route's upstream group,
+/// for the message.
 pub(super) fn classify(
     e: &Error,
     failure: Option<Failure>,
     upstream: &str,
-) -> (u16, &'static str, String) {
+) -> Option<GatewayError> {
+    use ErrorCode as C;
     use ErrorType::*;
     if failure == Some(Failure::NoTarget) {
-        return (
-            502,
-            "upstream_unavailable",
+        return Some(GatewayError::new(
+            C::UpstreamUnavailable,
             format!("no healthy target in upstream {upstream:?}"),
-        );
+        ));
     }
-    match (e.esource(), e.etype()) {
-        (_, HTTPStatus(code)) => (
-            *code,
-            error_code(*code),
-            format!("request failed with status {code}"),
-        ),
+    let (code, message) = match (e.esource(), e.etype()) {
+        (_, HTTPStatus(status)) => {
+            let code = C::for_status(*status);
+            let status_code = StatusCode::from_u16(*status).unwrap_or(code.status());
+            return Some(
+                GatewayError::new(code, format!("request failed with status {status}"))
+                    .with_status(status_code),
+            );
+        }
         (ErrorSource::Upstream, ReadTimedout | WriteTimedout) => (
-            504,
-            "upstream_timeout",
+            C::UpstreamTimeout,
             format!("upstream {upstream:?} did not answer in time"),
         ),
         (
@@ -43,71 +46,41 @@ pub(super) fn classify(
             ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
             | TLSHandshakeTimedout,
         ) => (
-            502,
-            "upstream_unavailable",
+            C::UpstreamUnavailable,
             format!("could not connect to upstream {upstream:?}"),
         ),
         (ErrorSource::Upstream, _) => (
-            502,
-            "upstream_unavailable",
+            C::UpstreamUnavailable,
             format!("upstream {upstream:?} sent an invalid or incomplete response"),
         ),
-        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => {
-            (0, "", String::new())
-        }
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => return None,
         (ErrorSource::Downstream, ReadTimedout) => (
-            408,
-            "request_timeout",
+            C::RequestTimeout,
             "the request was not received in time".into(),
         ),
         // Pingora's upstream request policy refuses, e.g., a `Connection` header
         // naming Host or X-Forwarded-For.
-        (ErrorSource::Downstream, InvalidHTTPHeader) => (
-            400,
-            "bad_request",
-            "a request header is not acceptable".into(),
-        ),
-        (ErrorSource::Downstream, _) => {
-            (400, "bad_request", "the request could not be read".into())
+        (ErrorSource::Downstream, InvalidHTTPHeader) => {
+            (C::BadRequest, "a request header is not acceptable".into())
         }
+        (ErrorSource::Downstream, _) => (C::BadRequest, "the request could not be read".into()),
         _ => (
-            500,
-            "internal_error",
+            C::InternalError,
             "the gateway failed to process the request".into(),
         ),
-    }
-}
-
-fn error_code(status: u16) -> &'static str {
-    match status {
-        400 => "bad_request",
-        404 => "route_not_found",
-        405 => "method_not_allowed",
-        408 => "request_timeout",
-        413 => "payload_too_large",
-        414 => "uri_too_long",
-        429 => "rate_limited",
-        431 => "request_header_fields_too_large",
-        502 => "upstream_unavailable",
-        503 => "store_unavailable",
-        504 => "upstream_timeout",
-        _ => "error",
-    }
-}
-
-pub(super) fn status_code(status: u16) -> StatusCode {
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    };
+    Some(GatewayError::new(code, message))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     fn status(etype: ErrorType, source: ErrorSource) -> (u16, &'static str) {
         let mut e = Error::new(etype);
         e.esource = source;
-        let (status, code, _) = classify(&e, None, "accounts");
-        (status, code)
+        classify(&e, None, "accounts").map_or((0, ""), |f| (f.status.as_u16(), f.code.as_str()))
     }
 
     #[test]
@@ -126,9 +99,12 @@ mod tests {
             (502, "upstream_unavailable")
         );
         let e = Error::new(ErrorType::InternalError);
-        let (status, code, message) = classify(&e, Some(Failure::NoTarget), "accounts");
-        assert_eq!((status, code), (502, "upstream_unavailable"));
-        assert!(message.contains("\"accounts\""), "{message}");
+        let f = classify(&e, Some(Failure::NoTarget), "accounts").unwrap();
+        assert_eq!(
+            (f.status.as_u16(), f.code),
+            (502, ErrorCode::UpstreamUnavailable)
+        );
+        assert!(f.message.contains("\"accounts\""), "{}", f.message);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 
 use super::headers::{ReqView, RespView};
 use super::Ctx;
-use crate::edge::checks::{Framing, Refusal};
-use crate::filter::{Filter, Flow, LocalResponse};
-use http::{header, Method, StatusCode};
+use crate::edge::checks::Framing;
+use crate::error::{ErrorCode, GatewayError, LocalResponse};
+use crate::filter::Filter;
+use http::{header, HeaderValue, Method};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -27,17 +28,13 @@ pub(super) async fn run_request_filters(
             let mut view = ReqView(session.req_header_mut());
             f.request(&mut view, &mut ctx.req).await
         };
-        let local = match flow {
-            Ok(Flow::Continue) => continue,
-            Ok(Flow::Respond(local)) => local,
+        let local = match flow.map(|f| f.into_answer(&ctx.req.request_id)) {
+            Ok(None) => continue,
+            Ok(Some(local)) => local,
             Err(e) => {
                 tracing::error!(route = ctx.req.route_label(), error = %e, "filter failed");
-                LocalResponse::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "a gateway filter failed",
-                    &ctx.req.request_id,
-                )
+                GatewayError::new(ErrorCode::InternalError, "a gateway filter failed")
+                    .into_response(Some(&ctx.req.request_id))
             }
         };
         respond(session, ctx, local, &filters[..=i]).await?;
@@ -72,6 +69,12 @@ async fn write_local(
         head.append_header(name, value)?;
     }
     head.insert_header(header::CONTENT_LENGTH, local.body.len())?;
+    // Every gateway-made answer names its request, whatever the filters are.
+    if head.headers.get(X_REQUEST_ID).is_none() {
+        if let Ok(id) = HeaderValue::from_str(&ctx.req.request_id) {
+            head.insert_header(X_REQUEST_ID, id)?;
+        }
+    }
     {
         let mut view = RespView(&mut head);
         for f in filters.iter().rev() {
@@ -89,30 +92,34 @@ async fn write_local(
     Ok(())
 }
 
-/// Answers an edge refusal; framing problems also close the connection.
-pub(super) async fn refuse(session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Result<()> {
-    if refusal.close {
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// Answers a refusal after the response phase of `filters`; a refusal marked
+/// `close` (framing can no longer be trusted) also ends the connection.
+pub(super) async fn reject(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    error: GatewayError,
+    filters: &[Arc<dyn Filter>],
+) -> Result<()> {
+    if error.close {
         session.set_keepalive(None);
     }
-    let local = LocalResponse::error(
-        refusal.status,
-        refusal.code,
-        &refusal.message,
-        &ctx.req.request_id,
-    );
-    respond(session, ctx, local, &[]).await
+    let local = error.into_response(Some(&ctx.req.request_id));
+    respond(session, ctx, local, filters).await
 }
 
 /// 413 when the declared body is over the route's limit (or any body where none is allowed).
-pub(super) fn body_refusal(framing: Framing, max_body: u64) -> Option<Refusal> {
+pub(super) fn body_refusal(framing: Framing, max_body: u64) -> Option<GatewayError> {
     let too_big = match framing.content_length {
         Some(n) => n > max_body,
         None => framing.chunked && max_body == 0,
     };
-    too_big.then(|| Refusal {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "payload_too_large",
-        message: format!("this route accepts request bodies up to {max_body} bytes"),
-        close: true,
+    too_big.then(|| {
+        GatewayError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("this route accepts request bodies up to {max_body} bytes"),
+        )
+        .closing()
     })
 }

@@ -70,6 +70,15 @@ fn unmatched_paths_get_404_and_wrong_methods_405_with_allow() {
         "{body}"
     );
     assert_eq!(r.header("content-type"), Some("application/json"));
+    // Every answer the gateway makes names its request in a header too, even
+    // without a `request_id` filter, and an edge refusal as well as a routing one.
+    assert_eq!(r.header("x-request-id"), body["request_id"].as_str());
+    let bad_host = request(gw.addr, "GET", "/_mock/echo/1", &[("Host", "a b")], b"");
+    assert_eq!(bad_host.status, 400);
+    assert_eq!(
+        bad_host.header("x-request-id"),
+        bad_host.json()["request_id"].as_str()
+    );
 
     let r = request(gw.addr, "POST", "/_mock/echo/1", &[], b"{}");
     assert_eq!(r.status, 405);

@@ -28,11 +28,9 @@ async fn call(
     f: &RateLimitFilter,
     ctx: &mut RequestContext,
     headers: &mut http::HeaderMap,
-) -> Option<LocalResponse> {
-    match f.request(headers, ctx).await.unwrap() {
-        Flow::Continue => None,
-        Flow::Respond(r) => Some(r),
-    }
+) -> Option<crate::filter::LocalResponse> {
+    let id = ctx.request_id.clone();
+    f.request(headers, ctx).await.unwrap().into_answer(&id)
 }
 
 fn ctx(consumer: Option<&str>) -> RequestContext {
@@ -77,7 +75,7 @@ async fn refuses_over_the_limit_with_retry_after_and_headers() {
     }
     let mut c = ctx(Some("alice"));
     let refusal = call(&f, &mut c, &mut http::HeaderMap::new()).await.unwrap();
-    assert_eq!(refusal.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refusal.status, http::StatusCode::TOO_MANY_REQUESTS);
     let retry = refusal
         .headers
         .iter()
@@ -146,7 +144,7 @@ async fn a_failing_store_falls_back_locally_or_denies() {
     let r = call(&deny, &mut ctx(None), &mut http::HeaderMap::new())
         .await
         .unwrap();
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.status, http::StatusCode::SERVICE_UNAVAILABLE);
     assert!(String::from_utf8_lossy(&r.body).contains("store_unavailable"));
 }
 
