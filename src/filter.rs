@@ -7,6 +7,7 @@
 //! module below and one variant to [`FilterConfig`].
 
 pub mod cache;
+pub mod chain;
 pub mod headers;
 pub mod jwt;
 pub mod rate_limit;

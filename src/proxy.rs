@@ -9,7 +9,6 @@ mod headers;
 mod local;
 mod log;
 
-use crate::config::HashOn;
 use crate::context::RequestContext;
 use crate::edge::checks::check_head;
 use crate::edge::{forwarded, shield};
@@ -18,6 +17,7 @@ use crate::metrics::{metrics, Outcome};
 use crate::normalize::normalize_path;
 use crate::routing::Lookup;
 use crate::runtime::{Gateway, Route, Runtime};
+use crate::upstream::attempt::HashInput;
 use crate::upstream::ActiveGuard;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -33,9 +33,6 @@ use pingora::{Error, ErrorType, Result};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How long an idle upstream connection stays in the keep-alive pool.
-const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Proxy {
     gateway: Arc<Gateway>,
@@ -70,6 +67,8 @@ pub struct Ctx {
     peer_ip: Option<std::net::IpAddr>,
     /// The request declares a body (from the edge checks).
     carries_body: bool,
+    /// How many of the route's filters the request entered (see `FilterChain`).
+    entered: usize,
 }
 
 #[async_trait]
@@ -95,6 +94,7 @@ impl ProxyHttp for Proxy {
             body_bytes: 0,
             peer_ip: None,
             carries_body: false,
+            entered: 0,
         })
     }
 
@@ -121,7 +121,7 @@ impl ProxyHttp for Proxy {
         let head = match check_head(req, req.raw_path().len(), limits) {
             Ok(head) => head,
             Err(refusal) => {
-                reject(session, ctx, refusal, &[]).await?;
+                reject(session, ctx, refusal).await?;
                 return Ok(true);
             }
         };
@@ -132,7 +132,7 @@ impl ProxyHttp for Proxy {
             Ok(p) => p.into_owned(),
             Err(e) => {
                 let refusal = GatewayError::new(ErrorCode::BadRequest, e.to_string()).closing();
-                reject(session, ctx, refusal, &[]).await?;
+                reject(session, ctx, refusal).await?;
                 return Ok(true);
             }
         };
@@ -177,14 +177,14 @@ impl ProxyHttp for Proxy {
                     Ok(v) => refusal.with_header(header::ALLOW, v),
                     Err(_) => refusal,
                 };
-                reject(session, ctx, refusal, &[]).await?;
+                reject(session, ctx, refusal).await?;
                 return Ok(true);
             }
             Lookup::NotFound => {
                 ctx.req.path = path;
                 let refusal =
                     GatewayError::new(ErrorCode::RouteNotFound, "no route matches this request");
-                reject(session, ctx, refusal, &[]).await?;
+                reject(session, ctx, refusal).await?;
                 return Ok(true);
             }
         };
@@ -193,7 +193,7 @@ impl ProxyHttp for Proxy {
         ctx.req.route = Some(found.name.clone());
         ctx.route = Some(found.clone());
         if let Some(refusal) = body_refusal(framing, found.max_body) {
-            reject(session, ctx, refusal, &[]).await?;
+            reject(session, ctx, refusal).await?;
             return Ok(true);
         }
         if framing.chunked {
@@ -206,7 +206,7 @@ impl ProxyHttp for Proxy {
             return Ok(false);
         }
         // Boxed for the same reason as `respond`: only routes with filters pay for it.
-        Box::pin(run_request_filters(session, ctx, &found.filters)).await
+        Box::pin(run_request_filters(session, ctx)).await
     }
 
     async fn request_body_filter(
@@ -238,29 +238,27 @@ impl ProxyHttp for Proxy {
             Error::explain(ErrorType::InternalError, "no route at upstream selection")
         })?;
         let group = &route.upstream;
-        let key = hash_key(&group.config.balance, &ctx.req, session.req_header());
-        let Some(index) = group.select(key.as_deref(), &ctx.tried) else {
+        let key = group.hash_key(HashInput {
+            consumer: ctx.req.consumer.as_deref(),
+            client_ip: ctx.req.client_ip,
+            headers: &session.req_header().headers,
+        });
+        let Some(attempt) = group.attempt(key.as_deref(), &ctx.tried, ctx.carries_body) else {
             ctx.failure = Some(Failure::NoTarget);
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),
                 format!("no available target in upstream {}", group.name()),
             ));
         };
-        ctx.tried.push(index);
-        ctx.target = Some(index);
-        ctx.active = group.begin_request(index);
-        let address = group.targets[index].address;
-        let mut peer = HttpPeer::new(address, false, String::new());
+        ctx.tried.push(attempt.index);
+        ctx.target = Some(attempt.index);
+        ctx.active = group.begin_request(attempt.index);
+        let mut peer = HttpPeer::new(attempt.address, false, String::new());
         let o = &mut peer.options;
-        o.connection_timeout = Some(group.config.connect_timeout);
-        o.read_timeout = Some(group.config.read_timeout);
-        // A head alone goes into an idle kept-alive socket's empty buffer at once,
-        // and the read timeout covers the wait after it; only a body can stall a
-        // write. (Each timeout Pingora wraps a call in reads the clock.)
-        if ctx.carries_body {
-            o.write_timeout = Some(group.config.read_timeout);
-        }
-        o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);
+        o.connection_timeout = Some(attempt.connect_timeout);
+        o.read_timeout = Some(attempt.read_timeout);
+        o.write_timeout = attempt.write_timeout;
+        o.idle_timeout = Some(attempt.idle_timeout);
         // Pingora strips the request's hop-by-hop headers (the fixed ones and those
         // `Connection` names, refusing nominations of Host or X-Forwarded-*) before
         // `upstream_request_filter`; upgrades are not proxied, so `Upgrade` goes too.
@@ -283,10 +281,7 @@ impl ProxyHttp for Proxy {
         group.targets[index].counters.inc(Outcome::ConnectError);
         ctx.active = None;
         ctx.target = None;
-        let attempts = ctx.tried.len() as u32;
-        let another = (0..group.targets.len())
-            .any(|i| !ctx.tried.contains(&i) && group.targets[i].available());
-        if attempts <= group.config.retries && another {
+        if group.may_retry(&ctx.tried) {
             e.set_retry(true);
         }
         e
@@ -319,10 +314,9 @@ impl ProxyHttp for Proxy {
             upstream.set_uri(uri);
         }
         if let Some(route) = &ctx.route {
-            let mut view = ReqView(upstream);
-            for f in &route.filters {
-                f.upstream_request(&mut view, &ctx.req);
-            }
+            route
+                .filters
+                .upstream_request(&mut ReqView(upstream), &ctx.req);
         }
         Ok(())
     }
@@ -352,9 +346,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<Ctx>,
     ) -> Result<Option<Duration>> {
         if let Some(route) = &ctx.route {
-            for f in route.filters.iter().rev() {
-                f.response_body(body, end_of_stream, &mut ctx.req);
-            }
+            route
+                .filters
+                .response_body(body, end_of_stream, &mut ctx.req, ctx.entered);
         }
         Ok(None)
     }
@@ -366,10 +360,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         if let Some(route) = &ctx.route {
-            let mut view = RespView(resp);
-            for f in route.filters.iter().rev() {
-                f.response(&mut view, &mut ctx.req);
-            }
+            route
+                .filters
+                .response(&mut RespView(resp), &mut ctx.req, ctx.entered);
         }
         Ok(())
     }
@@ -384,12 +377,7 @@ impl ProxyHttp for Proxy {
         let failure = classify(e, ctx.failure, upstream);
         let status = failure.as_ref().map_or(0, |f| f.status.as_u16());
         if let (Some(failure), None) = (failure, session.response_written()) {
-            let filters = ctx
-                .route
-                .as_ref()
-                .map(|r| r.filters.clone())
-                .unwrap_or_default();
-            if let Err(write_error) = reject(session, ctx, failure, &filters).await {
+            if let Err(write_error) = reject(session, ctx, failure).await {
                 tracing::debug!(error = %write_error, "could not send the error response");
             }
         }
@@ -415,26 +403,8 @@ impl ProxyHttp for Proxy {
         shield::between_requests(session.stream(), idle);
         log::record(session, e, ctx, status);
         if let Some(route) = &ctx.route {
-            for f in &route.filters {
-                f.logging(&ctx.req, status);
-            }
+            route.filters.logging(&ctx.req, status, ctx.entered);
         }
         ctx.active = None;
-    }
-}
-
-/// The consistent-hash key for this request, if the group hashes.
-fn hash_key(
-    balance: &crate::config::Balance,
-    req: &RequestContext,
-    head: &RequestHeader,
-) -> Option<Vec<u8>> {
-    let crate::config::Balance::ConsistentHash(on) = balance else {
-        return None;
-    };
-    match on {
-        HashOn::Consumer => req.consumer.as_ref().map(|c| c.as_bytes().to_vec()),
-        HashOn::Ip => req.client_ip.map(|ip| ip.to_string().into_bytes()),
-        HashOn::Header(name) => head.headers.get(name).map(|v| v.as_bytes().to_vec()),
     }
 }

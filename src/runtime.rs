@@ -6,7 +6,8 @@
 
 use crate::cache::Cache;
 use crate::config::{self, Config, ConfigErrors, RouteConfig};
-use crate::filter::{Filter, FilterDeps};
+use crate::filter::chain::FilterChain;
+use crate::filter::FilterDeps;
 use crate::metrics::{metrics, RequestCounters};
 use crate::routing::{Rewrite, RouteTable};
 use crate::store::{self, Store};
@@ -26,7 +27,7 @@ pub struct Route {
     /// Largest request body accepted (413 above).
     pub max_body: u64,
     /// Global filters first, then the route's own, in YAML order.
-    pub filters: Vec<Arc<dyn Filter>>,
+    pub filters: FilterChain,
     /// Resolved once here so the request path does no label lookup for it.
     pub duration: Histogram,
     /// `fingate_requests_total` children of this route, kept resolved.
@@ -113,6 +114,7 @@ impl Runtime {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            let filters = FilterChain::new(filters);
             let route = Route {
                 name,
                 upstream,

@@ -5,6 +5,7 @@
 //! generation of the group when a reload keeps the target, so a reload never
 //! forgets that a target is down.
 
+pub mod attempt;
 mod balance;
 pub mod health;
 

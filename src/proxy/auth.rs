@@ -61,7 +61,7 @@ pub(super) async fn serve(
                 .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"))
                 .into_response(Some(&ctx.req.request_id))
         };
-        respond(session, ctx, local, &[]).await?;
+        respond(session, ctx, local).await?;
         return Ok(true);
     }
     let Some(endpoint) = &auth.token_endpoint else {
@@ -73,7 +73,7 @@ pub(super) async fn serve(
     ctx.req.path = path.to_owned();
     ctx.req.route = Some(Arc::from("token_endpoint"));
     let Some(body) = read_body(session).await? else {
-        reject(session, ctx, body_too_large().closing(), &[]).await?;
+        reject(session, ctx, body_too_large().closing()).await?;
         return Ok(true);
     };
     let head = session.req_header();
@@ -94,9 +94,9 @@ pub(super) async fn serve(
     match outcome {
         Ok(issued) => {
             ctx.req.consumer = Some(issued.consumer);
-            respond(session, ctx, issued.response, &[]).await?;
+            respond(session, ctx, issued.response).await?;
         }
-        Err(e) => reject(session, ctx, e, &[]).await?,
+        Err(e) => reject(session, ctx, e).await?,
     }
     Ok(true)
 }

@@ -7,43 +7,34 @@ use super::headers::{ReqView, RespView};
 use super::Ctx;
 use crate::edge::checks::Framing;
 use crate::error::{ErrorCode, GatewayError, LocalResponse};
-use crate::filter::Filter;
 use http::{header, HeaderValue, Method};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
-/// Runs the request phase of each filter; a local answer stops the chain and
-/// passes back through the filters already entered.
-pub(super) async fn run_request_filters(
-    session: &mut Session,
-    ctx: &mut Ctx,
-    filters: &[Arc<dyn Filter>],
-) -> Result<bool> {
-    for (i, f) in filters.iter().enumerate() {
-        let flow = {
-            let mut view = ReqView(session.req_header_mut());
-            f.request(&mut view, &mut ctx.req).await
-        };
-        let local = match flow.map(|f| f.into_answer(&ctx.req.request_id)) {
-            Ok(None) => continue,
-            Ok(Some(local)) => local,
-            Err(e) => {
-                tracing::error!(route = ctx.req.route_label(), error = %e, "filter failed");
-                GatewayError::new(ErrorCode::InternalError, "a gateway filter failed")
-                    .into_response(Some(&ctx.req.request_id))
-            }
-        };
-        respond(session, ctx, local, &filters[..=i]).await?;
-        return Ok(true);
+/// Runs the route's filter chain on the request; `Ok(true)` when a filter answered
+/// (the answer is sent).
+pub(super) async fn run_request_filters(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    let Some(route) = ctx.route.clone() else {
+        return Ok(false);
+    };
+    let answer = {
+        let mut view = ReqView(session.req_header_mut());
+        route
+            .filters
+            .request(&mut view, &mut ctx.req, &mut ctx.entered)
+            .await
+    };
+    match answer {
+        Some(local) => respond(session, ctx, local).await.map(|()| true),
+        None => Ok(false),
     }
-    Ok(false)
 }
 
-/// Writes a gateway-made response, after the response phase of `filters` (reversed).
+/// Writes a gateway-made response, after the response phase of the filters the
+/// request entered (last first). Every answer the gateway makes passes here.
 ///
 /// Boxed: a future holds the state of everything it awaits inline, and Pingora's
 /// hooks (`async_trait`) move each hook's whole future to the heap on every call.
@@ -53,17 +44,11 @@ pub(super) fn respond<'a>(
     session: &'a mut Session,
     ctx: &'a mut Ctx,
     local: LocalResponse,
-    filters: &'a [Arc<dyn Filter>],
 ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
-    Box::pin(write_local(session, ctx, local, filters))
+    Box::pin(write_local(session, ctx, local))
 }
 
-async fn write_local(
-    session: &mut Session,
-    ctx: &mut Ctx,
-    local: LocalResponse,
-    filters: &[Arc<dyn Filter>],
-) -> Result<()> {
+async fn write_local(session: &mut Session, ctx: &mut Ctx, local: LocalResponse) -> Result<()> {
     let mut head = ResponseHeader::build(local.status, Some(local.headers.len() + 2))?;
     for (name, value) in local.headers {
         head.append_header(name, value)?;
@@ -75,11 +60,9 @@ async fn write_local(
             head.insert_header(X_REQUEST_ID, id)?;
         }
     }
-    {
+    if let Some(route) = &ctx.route {
         let mut view = RespView(&mut head);
-        for f in filters.iter().rev() {
-            f.response(&mut view, &mut ctx.req);
-        }
+        route.filters.response(&mut view, &mut ctx.req, ctx.entered);
     }
     ctx.local_status = local.status.as_u16();
     let head_only = session.req_header().method == Method::HEAD;
@@ -94,19 +77,18 @@ async fn write_local(
 
 const X_REQUEST_ID: &str = "x-request-id";
 
-/// Answers a refusal after the response phase of `filters`; a refusal marked
-/// `close` (framing can no longer be trusted) also ends the connection.
+/// Answers a refusal (through [`respond`]); a refusal marked `close` (framing can
+/// no longer be trusted) also ends the connection.
 pub(super) async fn reject(
     session: &mut Session,
     ctx: &mut Ctx,
     error: GatewayError,
-    filters: &[Arc<dyn Filter>],
 ) -> Result<()> {
     if error.close {
         session.set_keepalive(None);
     }
     let local = error.into_response(Some(&ctx.req.request_id));
-    respond(session, ctx, local, filters).await
+    respond(session, ctx, local).await
 }
 
 /// 413 when the declared body is over the route's limit (or any body where none is allowed).
