@@ -8,14 +8,11 @@ mod failure;
 mod headers;
 mod local;
 mod log;
+mod pipeline;
 
 use crate::context::RequestContext;
-use crate::edge::checks::check_head;
 use crate::edge::{forwarded, shield};
-use crate::error::{ErrorCode, GatewayError};
 use crate::metrics::{metrics, Outcome};
-use crate::normalize::normalize_path;
-use crate::routing::Lookup;
 use crate::runtime::{Gateway, Route, Runtime};
 use crate::upstream::attempt::HashInput;
 use crate::upstream::ActiveGuard;
@@ -23,8 +20,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use failure::{classify, Failure};
 use headers::{ReqView, RespView};
-use http::{header, HeaderValue, Method};
-use local::{body_refusal, reject, run_request_filters};
+use http::{header, Method};
+use local::reject;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -103,110 +100,7 @@ impl ProxyHttp for Proxy {
         ctx.counted_inflight = true;
         let runtime = self.gateway.current();
         ctx.runtime = Some(runtime.clone());
-        let limits = &runtime.config.limits;
-        // Keep-alive without Pingora's timer: the shield ends idle connections
-        // (limits.idle_timeout) with one timer per connection, not one per request.
-        session.set_keepalive(Some(0));
-        session.set_read_timeout(Some(limits.body_timeout));
-
-        let req = session.req_header();
-        ctx.req.method = req.method.clone();
-        ctx.peer_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        ctx.req.client_ip = ctx
-            .peer_ip
-            .map(|peer| forwarded::client_ip(peer, &req.headers, &runtime.config.trusted_proxies));
-        let head = match check_head(req, req.raw_path().len(), limits) {
-            Ok(head) => head,
-            Err(refusal) => {
-                reject(session, ctx, refusal).await?;
-                return Ok(true);
-            }
-        };
-        ctx.req.host = Some(head.host.to_owned());
-        let framing = head.framing;
-        ctx.carries_body = framing.carries_body();
-        let path = match normalize_path(req.uri.path()) {
-            Ok(p) => p.into_owned(),
-            Err(e) => {
-                let refusal = GatewayError::new(ErrorCode::BadRequest, e.to_string()).closing();
-                reject(session, ctx, refusal).await?;
-                return Ok(true);
-            }
-        };
-        headers::strip_identity_headers(session.req_header_mut());
-        // The token endpoint and JWKS are the gateway's own, served before routing.
-        if auth::handles(&runtime, &path)
-            && Box::pin(auth::serve(session, ctx, &runtime, &path)).await?
-        {
-            return Ok(true);
-        }
-
-        let req = session.req_header();
-        let query = req.uri.query();
-        let found = match runtime
-            .table
-            .find(ctx.req.host.as_deref(), &req.method, &path)
-        {
-            Lookup::Found { route, params } => {
-                ctx.upstream_target = match &route.rewrite {
-                    Some(rw) => Some(rw.apply(&path, &params, query)),
-                    // Forward the normalised spelling, never the one that was routed around.
-                    None if path != req.uri.path() => Some(match query {
-                        Some(q) => format!("{path}?{q}"),
-                        None => path.clone(),
-                    }),
-                    None => None,
-                };
-                route.clone()
-            }
-            Lookup::MethodNotAllowed { allow } => {
-                ctx.req.path = path;
-                let allow: Vec<&str> = allow.iter().map(Method::as_str).collect();
-                let refusal = GatewayError::new(
-                    ErrorCode::MethodNotAllowed,
-                    format!(
-                        "{} is not allowed here; allowed: {}",
-                        ctx.req.method,
-                        allow.join(", ")
-                    ),
-                );
-                let refusal = match HeaderValue::from_str(&allow.join(", ")) {
-                    Ok(v) => refusal.with_header(header::ALLOW, v),
-                    Err(_) => refusal,
-                };
-                reject(session, ctx, refusal).await?;
-                return Ok(true);
-            }
-            Lookup::NotFound => {
-                ctx.req.path = path;
-                let refusal =
-                    GatewayError::new(ErrorCode::RouteNotFound, "no route matches this request");
-                reject(session, ctx, refusal).await?;
-                return Ok(true);
-            }
-        };
-        ctx.req.path = path;
-        ctx.req.query = session.req_header().uri.query().map(str::to_owned);
-        ctx.req.route = Some(found.name.clone());
-        ctx.route = Some(found.clone());
-        if let Some(refusal) = body_refusal(framing, found.max_body) {
-            reject(session, ctx, refusal).await?;
-            return Ok(true);
-        }
-        if framing.chunked {
-            // Chunk framing is where parsers disagree (e.g. a bare LF in a chunk
-            // extension); after a chunked body nothing more is read from this
-            // connection, so no second request can hide in it.
-            session.set_keepalive(None);
-        }
-        if found.filters.is_empty() {
-            return Ok(false);
-        }
-        // Boxed for the same reason as `respond`: only routes with filters pay for it.
-        Box::pin(run_request_filters(session, ctx)).await
+        pipeline::request_phase(session, ctx, &runtime).await
     }
 
     async fn request_body_filter(

@@ -1,0 +1,160 @@
+//! The request phase of one request as named steps, read top to bottom in
+//! [`request_phase`]:
+//!
+//! 1. **admit** — edge checks on the head, the normalised path, the client address;
+//! 2. **route** — the matched route (404 / 405 otherwise), the path to send
+//!    upstream, and the declared body size against the route's limit (413);
+//! 3. **filters** — the route's filter chain, which may answer;
+//! 4. then Pingora goes on to the upstream attempt (`upstream_peer`), the
+//!    response phase and the log, in `proxy.rs`.
+//!
+//! A step refuses by returning a [`GatewayError`]; [`request_phase`] is the one
+//! place that turns it into an answer.
+
+use super::local::{body_refusal, reject, run_request_filters};
+use super::{auth, headers, Ctx};
+use crate::edge::checks::{check_head, Framing};
+use crate::edge::forwarded;
+use crate::error::{ErrorCode, GatewayError};
+use crate::normalize::normalize_path;
+use crate::routing::Lookup;
+use crate::runtime::{Route, Runtime};
+use http::{header, HeaderValue, Method};
+use pingora::proxy::Session;
+use pingora::Result;
+use std::sync::Arc;
+
+/// `Ok(true)` when the gateway answered; `Ok(false)` to proxy the request.
+pub(super) async fn request_phase(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    runtime: &Runtime,
+) -> Result<bool> {
+    let path = match admit(session, ctx, runtime) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return reject(session, ctx, refusal).await.map(|()| true),
+    };
+    // The token endpoint and JWKS are the gateway's own, served before routing.
+    if auth::handles(runtime, &path.path)
+        && Box::pin(auth::serve(session, ctx, runtime, &path.path)).await?
+    {
+        return Ok(true);
+    }
+    let route = match route(session, ctx, runtime, path) {
+        Ok(route) => route,
+        Err(refusal) => return reject(session, ctx, refusal).await.map(|()| true),
+    };
+    if route.filters.is_empty() {
+        return Ok(false);
+    }
+    // Boxed: a future holds what it awaits inline, and only routes with filters
+    // should pay for the filter chain's state.
+    Box::pin(run_request_filters(session, ctx)).await
+}
+
+/// What admission found out about the request.
+struct Admitted {
+    /// The normalised path: what routing and the upstream see.
+    path: String,
+    framing: Framing,
+}
+
+/// Step 1: edge checks, normalisation, client address; sets the connection's
+/// timers and removes identity headers a client may not send.
+fn admit(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    runtime: &Runtime,
+) -> Result<Admitted, GatewayError> {
+    let limits = &runtime.config.limits;
+    // Keep-alive without Pingora's timer: the shield ends idle connections
+    // (limits.idle_timeout) with one timer per connection, not one per request.
+    session.set_keepalive(Some(0));
+    session.set_read_timeout(Some(limits.body_timeout));
+    let req = session.req_header();
+    ctx.req.method = req.method.clone();
+    ctx.peer_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    ctx.req.client_ip = ctx
+        .peer_ip
+        .map(|peer| forwarded::client_ip(peer, &req.headers, &runtime.config.trusted_proxies));
+    let head = check_head(req, req.raw_path().len(), limits)?;
+    ctx.req.host = Some(head.host.to_owned());
+    let framing = head.framing;
+    ctx.carries_body = framing.carries_body();
+    let path = normalize_path(req.uri.path())
+        .map_err(|e| GatewayError::new(ErrorCode::BadRequest, e.to_string()).closing())?
+        .into_owned();
+    headers::strip_identity_headers(session.req_header_mut());
+    Ok(Admitted { path, framing })
+}
+
+/// Step 2: the route, the path to send upstream, and the body limit by the
+/// declared length.
+fn route(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    runtime: &Runtime,
+    admitted: Admitted,
+) -> Result<Arc<Route>, GatewayError> {
+    let Admitted { path, framing } = admitted;
+    let req = session.req_header();
+    let query = req.uri.query();
+    let found = match runtime
+        .table
+        .find(ctx.req.host.as_deref(), &req.method, &path)
+    {
+        Lookup::Found { route, params } => {
+            ctx.upstream_target = match &route.rewrite {
+                Some(rw) => Some(rw.apply(&path, &params, query)),
+                // Forward the normalised spelling, never the one that was routed around.
+                None if path != req.uri.path() => Some(match query {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.clone(),
+                }),
+                None => None,
+            };
+            route.clone()
+        }
+        Lookup::MethodNotAllowed { allow } => {
+            ctx.req.path = path;
+            return Err(method_not_allowed(&ctx.req.method, &allow));
+        }
+        Lookup::NotFound => {
+            ctx.req.path = path;
+            return Err(GatewayError::new(
+                ErrorCode::RouteNotFound,
+                "no route matches this request",
+            ));
+        }
+    };
+    ctx.req.path = path;
+    ctx.req.query = query.map(str::to_owned);
+    ctx.req.route = Some(found.name.clone());
+    ctx.route = Some(found.clone());
+    if let Some(refusal) = body_refusal(framing, found.max_body) {
+        return Err(refusal);
+    }
+    if framing.chunked {
+        // Chunk framing is where parsers disagree (e.g. a bare LF in a chunk
+        // extension); after a chunked body nothing more is read from this
+        // connection, so no second request can hide in it.
+        session.set_keepalive(None);
+    }
+    Ok(found)
+}
+
+fn method_not_allowed(method: &Method, allow: &[Method]) -> GatewayError {
+    let allow: Vec<&str> = allow.iter().map(Method::as_str).collect();
+    let allow = allow.join(", ");
+    let refusal = GatewayError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed here; allowed: {allow}"),
+    );
+    match HeaderValue::from_str(&allow) {
+        Ok(v) => refusal.with_header(header::ALLOW, v),
+        Err(_) => refusal,
+    }
+}
