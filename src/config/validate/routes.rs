@@ -121,6 +121,10 @@ fn build_filter(
     }
 }
 
+/// The `route` label of requests no configured route serves (see `context.rs` and
+/// `proxy/auth.rs`): a route of the same name would mix its numbers with theirs.
+const RESERVED_ROUTE_NAMES: &[&str] = &["unmatched", "token_endpoint", "jwks"];
+
 pub(super) fn routes(
     value: Value,
     declared: &[String],
@@ -153,6 +157,16 @@ pub(super) fn routes(
                 format!(
                     "invalid route name {:?}: use 1-64 letters, digits, '-', '_' or '.'",
                     file.name
+                ),
+            );
+        } else if RESERVED_ROUTE_NAMES.contains(&file.name.as_str()) {
+            push(
+                errors,
+                format!("{base}.name"),
+                format!(
+                    "route name {:?} is reserved: logs and metrics label the gateway's own answers with {}",
+                    file.name,
+                    RESERVED_ROUTE_NAMES.join(", ")
                 ),
             );
         } else if let Some(first) = names.insert(file.name.clone(), i) {
