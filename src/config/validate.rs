@@ -17,6 +17,12 @@ use serde_yaml::Value;
 use std::collections::{BTreeSet, HashMap};
 
 mod routes;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests_routes;
 mod upstreams;
 
 use routes::{check_cache_after_auth, routes, typed_filter_list};
