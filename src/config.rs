@@ -314,7 +314,7 @@ pub fn parse(
         message,
     };
     let positions = PositionIndex::build(text)
-        .map_err(|e| ConfigErrors(vec![at(Some(e.position), String::new(), e.message)]))?;
+        .map_err(|e| ConfigErrors(vec![at(Some(e.position), e.path, e.message)]))?;
     let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         let position = e.location().map(|l| Position {
             line: l.line(),
@@ -338,13 +338,33 @@ pub fn parse(
         hash: content_hash(text),
     };
     validate::validate(value, source).map_err(|errors| {
-        ConfigErrors(
-            errors
-                .into_iter()
-                .map(|(path, message)| locate(path, message))
-                .collect(),
-        )
+        let mut errors: Vec<ConfigError> = errors
+            .into_iter()
+            .map(|(path, message)| locate(path, message))
+            .collect();
+        // Sections are checked in dependency order; report in file order (stable:
+        // errors at one position keep the order they were found in).
+        errors.sort_by_key(|e| e.position.map(|p| (p.line, p.col)));
+        ConfigErrors(errors)
     })
+}
+
+/// serde names Rust types in its messages (`invalid type: string "many", expected
+/// u32`); say what to write instead.
+pub(crate) fn plain_message(message: String) -> String {
+    let wanted = [
+        ("u8", format!("from 0 to {}", u8::MAX)),
+        ("u16", format!("from 0 to {}", u16::MAX)),
+        ("u32", format!("from 0 to {}", u32::MAX)),
+        ("u64", "0 or more".to_owned()),
+        ("usize", "0 or more".to_owned()),
+    ];
+    for (rust_type, range) in wanted {
+        if let Some(head) = message.strip_suffix(&format!(", expected {rust_type}")) {
+            return format!("{head}, expected a whole number {range}");
+        }
+    }
+    message
 }
 
 /// FNV-1a of the file text, as 16 hex digits: stable across builds and platforms.

@@ -137,6 +137,12 @@ pub fn build(
         issuer,
     )
         .hash(&mut hasher);
+    // Before any file is read: a key file given to an HMAC key is the mistake to report.
+    if is_hmac(algorithm) && !matches!(material, Material::Secret(_)) {
+        return Err(format!(
+            "a {algorithm:?} key needs `secret` (from the environment: secret: ${{NAME}})"
+        ));
+    }
     let (decoding, encoding, jwk) = match material {
         Material::Secret(secret) => {
             secret.hash(&mut hasher);
@@ -176,11 +182,6 @@ pub fn build(
             (decoding, Some(encoding), Some(jwk))
         }
     };
-    if is_hmac(algorithm) && !matches!(material, Material::Secret(_)) {
-        return Err(format!(
-            "a {algorithm:?} key needs `secret` (from the environment: secret: ${{NAME}})"
-        ));
-    }
     let mut validation = Validation::new(algorithm);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
     validation.set_issuer(&[issuer]);

@@ -153,7 +153,8 @@ fn typed<T: DeserializeOwned>(value: Value, base: &str, errors: &mut Errors) -> 
             } else {
                 format!("{base}.{inner}")
             };
-            errors.push((path, e.into_inner().to_string()));
+            let message = crate::config::plain_message(e.into_inner().to_string());
+            errors.push((path, message));
             None
         }
     }

@@ -3,7 +3,6 @@
 //! ranges; that is `validate.rs`.
 
 use super::units::{DurationStr, SizeStr};
-use crate::filter::FilterConfig;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -176,8 +175,9 @@ pub struct RouteFile {
     /// Largest request body on this route (`0B` = no body); default `limits.max_body`.
     #[serde(default)]
     pub max_body: Option<SizeStr>,
-    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
-    pub filters: Vec<FilterConfig>,
+    /// Typed one filter at a time by validation, so one bad filter hides nothing else.
+    #[serde(default)]
+    pub filters: serde_yaml::Value,
 }
 
 /// Edge limits (all optional; the defaults survive a slowloris run from one machine).

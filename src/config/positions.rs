@@ -23,22 +23,34 @@ pub struct PositionIndex {
     by_path: HashMap<String, Position>,
 }
 
-/// A YAML syntax error with its position.
+/// A YAML syntax error, or a key given twice in one mapping, with its position.
 #[derive(Debug)]
 pub struct SyntaxError {
     pub position: Position,
+    /// The path of a duplicate key; empty for a syntax error.
+    pub path: String,
     pub message: String,
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, index: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        /// Keys seen so far, with where they were.
+        seen: HashMap<String, Position>,
+    },
+    Seq {
+        path: String,
+        index: usize,
+    },
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
     index: HashMap<String, Position>,
+    /// The first key given twice in one mapping.
+    duplicate: Option<SyntaxError>,
 }
 
 fn position(mark: Marker) -> Position {
@@ -54,7 +66,7 @@ impl Builder {
     fn child_path(&mut self, mark: Marker) -> String {
         match self.stack.last_mut() {
             None => String::new(),
-            Some(Frame::Map { path, key }) => {
+            Some(Frame::Map { path, key, .. }) => {
                 let key = key.take().unwrap_or_default();
                 join_key(path, &key)
             }
@@ -85,9 +97,20 @@ impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(value, ..) if self.expecting_key() => {
-                if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+                if let Some(Frame::Map { path, key, seen }) = self.stack.last_mut() {
                     let full = join_key(path, &value);
-                    self.index.entry(full).or_insert(position(mark));
+                    let here = position(mark);
+                    if let Some(first) = seen.insert(value.clone(), here) {
+                        self.duplicate.get_or_insert(SyntaxError {
+                            position: here,
+                            path: full.clone(),
+                            message: format!(
+                                "duplicate key (first at line {}, column {})",
+                                first.line, first.col
+                            ),
+                        });
+                    }
+                    self.index.entry(full).or_insert(here);
                     *key = Some(value);
                 }
             }
@@ -96,7 +119,11 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) => {
                 let path = self.child_path(mark);
-                self.stack.push(Frame::Map { path, key: None });
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    seen: HashMap::new(),
+                });
             }
             Event::SequenceStart(..) => {
                 let path = self.child_path(mark);
@@ -118,8 +145,12 @@ impl PositionIndex {
             .load(&mut builder, false)
             .map_err(|e| SyntaxError {
                 position: position(*e.marker()),
+                path: String::new(),
                 message: e.info().to_owned(),
             })?;
+        if let Some(duplicate) = builder.duplicate {
+            return Err(duplicate);
+        }
         Ok(Self {
             by_path: builder.index,
         })

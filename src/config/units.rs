@@ -84,9 +84,16 @@ impl SizeStr {
     }
 }
 
+/// In the largest unit that states it exactly, as one would write it: `31d`, `90s`, `250ms`.
 impl fmt::Display for DurationStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        let ms = self.0.as_millis();
+        let (unit, factor) = DURATION_UNITS
+            .iter()
+            .rev()
+            .find(|(_, factor)| ms % u128::from(*factor) == 0 && ms > 0)
+            .map_or(("ms", 1), |(u, factor)| (*u, u128::from(*factor)));
+        write!(f, "{}{unit}", ms / factor)
     }
 }
 
@@ -163,6 +170,16 @@ mod tests {
         ] {
             assert!(ms(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn durations_display_in_their_largest_exact_unit() {
+        let shown = |s: &str| DurationStr::parse(s).unwrap().to_string();
+        assert_eq!(shown("31d"), "31d");
+        assert_eq!(shown("90s"), "90s");
+        assert_eq!(shown("1h30m"), "90m");
+        assert_eq!(shown("1500ms"), "1500ms");
+        assert_eq!(shown("0s"), "0ms");
     }
 
     #[test]

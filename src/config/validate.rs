@@ -17,6 +17,12 @@ use serde_yaml::Value;
 use std::collections::{BTreeSet, HashMap};
 
 mod routes;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests_routes;
 mod upstreams;
 
 use routes::{check_cache_after_auth, routes, typed_filter_list};
@@ -43,7 +49,7 @@ fn typed<T: DeserializeOwned>(value: Value, base: &str, errors: &mut Errors) -> 
                 (false, i) if i.starts_with('[') => format!("{base}{i}"),
                 (false, i) => format!("{base}.{i}"),
             };
-            push(errors, path, e.into_inner().to_string());
+            push(errors, path, plain_message(e.into_inner().to_string()));
             None
         }
     }
@@ -98,12 +104,19 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
                 }
             }
         }
-        Value::Null => push(
-            &mut errors,
-            "",
-            "the file is empty: it needs at least `listen`, `upstreams` and `routes`",
-        ),
-        _ => push(&mut errors, "", "expected a mapping of top-level keys"),
+        // Nothing else to check: every section would only be reported missing.
+        Value::Null => {
+            push(
+                &mut errors,
+                "",
+                "the file is empty: it needs at least `listen`, `upstreams` and `routes`",
+            );
+            return Err(errors);
+        }
+        _ => {
+            push(&mut errors, "", "expected a mapping of top-level keys");
+            return Err(errors);
+        }
     }
     let mut take = |key: &str| sections.remove(key).unwrap_or(Value::Null);
 

@@ -56,6 +56,26 @@ pub(super) fn typed_filter_list(
     let mut out = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         let path = format!("{base}[{i}]");
+        // serde's words for these shapes are "unit variant" and "map with a single key".
+        match &item {
+            Value::String(name) => {
+                push(
+                    errors,
+                    path,
+                    format!("a filter is written with its options: `- {name}: {{}}`"),
+                );
+                continue;
+            }
+            Value::Mapping(map) if map.len() > 1 => {
+                push(
+                    errors,
+                    path,
+                    "one filter per list item: write each as `- name: { options }`",
+                );
+                continue;
+            }
+            _ => {}
+        }
         let mut track = serde_path_to_error::Track::new();
         let de = serde_path_to_error::Deserializer::new(item, &mut track);
         let config: FilterConfig = match serde_yaml::with::singleton_map_recursive::deserialize(de)
@@ -68,7 +88,7 @@ pub(super) fn typed_filter_list(
                 } else {
                     format!("{path}.{inner}")
                 };
-                push(errors, full, e.to_string());
+                push(errors, full, plain_message(e.to_string()));
                 continue;
             }
         };
@@ -89,16 +109,21 @@ fn build_filter(
         Ok(()) => Some(FilterSpec { config }),
         Err(option_errors) => {
             for e in option_errors {
-                push(
-                    errors,
-                    format!("{path}.{}.{}", config.name(), e.path),
-                    e.message,
-                );
+                // An empty option path is about the filter as a whole.
+                let at = match e.path.as_str() {
+                    "" => format!("{path}.{}", config.name()),
+                    option => format!("{path}.{}.{option}", config.name()),
+                };
+                push(errors, at, e.message);
             }
             None
         }
     }
 }
+
+/// The `route` label of requests no configured route serves (see `context.rs` and
+/// `proxy/auth.rs`): a route of the same name would mix its numbers with theirs.
+const RESERVED_ROUTE_NAMES: &[&str] = &["unmatched", "token_endpoint", "jwks"];
 
 pub(super) fn routes(
     value: Value,
@@ -107,9 +132,16 @@ pub(super) fn routes(
     deps: &FilterDeps,
     errors: &mut Errors,
 ) -> Vec<RouteConfig> {
-    let Value::Sequence(items) = value else {
-        push(errors, "routes", "at least one route is required");
-        return Vec::new();
+    let items = match value {
+        Value::Sequence(items) if !items.is_empty() => items,
+        Value::Null | Value::Sequence(_) => {
+            push(errors, "routes", "at least one route is required");
+            return Vec::new();
+        }
+        _ => {
+            push(errors, "routes", "expected a list of routes");
+            return Vec::new();
+        }
     };
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut out: Vec<(usize, RouteConfig)> = Vec::new();
@@ -127,6 +159,16 @@ pub(super) fn routes(
                     file.name
                 ),
             );
+        } else if RESERVED_ROUTE_NAMES.contains(&file.name.as_str()) {
+            push(
+                errors,
+                format!("{base}.name"),
+                format!(
+                    "route name {:?} is reserved: logs and metrics label the gateway's own answers with {}",
+                    file.name,
+                    RESERVED_ROUTE_NAMES.join(", ")
+                ),
+            );
         } else if let Some(first) = names.insert(file.name.clone(), i) {
             push(
                 errors,
@@ -137,7 +179,8 @@ pub(super) fn routes(
                 ),
             );
         }
-        if !declared.contains(&file.upstream) {
+        // With no group declared, `upstreams` itself was already reported.
+        if !declared.is_empty() && !declared.contains(&file.upstream) {
             push(
                 errors,
                 format!("{base}.upstream"),
@@ -220,14 +263,7 @@ fn route(
             None
         }
     });
-    let filters: Vec<FilterSpec> = file
-        .filters
-        .into_iter()
-        .enumerate()
-        .filter_map(|(j, config)| {
-            build_filter(config, &format!("{base}.filters[{j}]"), deps, errors)
-        })
-        .collect();
+    let filters = typed_filter_list(file.filters, &format!("{base}.filters"), deps, errors);
     check_route_cache_order(&filters, base, errors);
     (errors.len() == before).then_some(RouteConfig {
         name: file.name,
@@ -286,9 +322,10 @@ fn check_pattern_is_normalised(pattern: &PathPattern, base: &str, errors: &mut E
         PathPattern::Exact(p) => ("path", p),
         PathPattern::Prefix(p) => ("prefix", p),
     };
+    // Braces, `?` and `#` are left to the route table, whose messages say what was meant.
     for segment in text
         .split('/')
-        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .filter(|s| !s.is_empty() && !s.contains(['{', '}', '?', '#']))
     {
         let as_path = format!("/{segment}");
         match crate::normalize::normalize_path(&as_path) {

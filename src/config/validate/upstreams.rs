@@ -15,8 +15,8 @@ pub(super) fn upstreams(
     let mut out = BTreeMap::new();
     let mut declared = Vec::new();
     let map = match value {
-        Value::Mapping(map) => map,
-        Value::Null => {
+        Value::Mapping(map) if !map.is_empty() => map,
+        Value::Null | Value::Mapping(_) => {
             push(
                 errors,
                 "upstreams",
@@ -171,8 +171,13 @@ fn health_check(file: HealthCheckFile, base: &str, errors: &mut Errors) -> Optio
     let timeout = file.timeout.map_or(Duration::from_secs(1), |d| d.0);
     if interval.is_zero() {
         push(errors, format!("{base}.interval"), "must be greater than 0");
-    }
-    if timeout.is_zero() || timeout > interval {
+    } else if file.timeout.is_none() && timeout > interval {
+        push(
+            errors,
+            format!("{base}.timeout"),
+            "the default timeout (1s) is longer than `interval`: set `timeout` to at most `interval`",
+        );
+    } else if timeout.is_zero() || timeout > interval {
         push(
             errors,
             format!("{base}.timeout"),

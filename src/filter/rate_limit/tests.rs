@@ -198,5 +198,5 @@ fn config_errors_name_the_filter_option_and_its_line() {
         "{text}"
     );
     let text = config("{ key: ip, limit: lots, per: 1m }");
-    assert!(text.contains("gw.yaml:9:32: routes[0].filters[0].rate_limit.limit: invalid type: string \"lots\", expected u32"), "{text}");
+    assert!(text.contains("gw.yaml:9:32: routes[0].filters[0].rate_limit.limit: invalid type: string \"lots\", expected a whole number from 0 to 4294967295"), "{text}");
 }
