@@ -68,8 +68,6 @@ pub struct Ctx {
     body_bytes: u64,
     /// The peer address (before trusted-proxy resolution), for forwarding headers.
     peer_ip: Option<std::net::IpAddr>,
-    /// The request declares a body (from the edge checks).
-    carries_body: bool,
 }
 
 #[async_trait]
@@ -94,7 +92,6 @@ impl ProxyHttp for Proxy {
             counted_inflight: false,
             body_bytes: 0,
             peer_ip: None,
-            carries_body: false,
         })
     }
 
@@ -127,7 +124,7 @@ impl ProxyHttp for Proxy {
         };
         ctx.req.host = Some(head.host.to_owned());
         let framing = head.framing;
-        ctx.carries_body = framing.carries_body();
+        ctx.req.has_body = framing.carries_body();
         let path = match normalize_path(req.uri.path()) {
             Ok(p) => p.into_owned(),
             Err(e) => {
@@ -268,7 +265,7 @@ impl ProxyHttp for Proxy {
         // A head alone goes into an idle kept-alive socket's empty buffer at once,
         // and the read timeout covers the wait after it; only a body can stall a
         // write. (Each timeout Pingora wraps a call in reads the clock.)
-        if ctx.carries_body {
+        if ctx.req.has_body {
             o.write_timeout = Some(group.config.read_timeout);
         }
         o.idle_timeout = Some(UPSTREAM_IDLE_TIMEOUT);

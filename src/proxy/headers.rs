@@ -17,6 +17,9 @@ macro_rules! header_edit {
             fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
                 self.0.headers.get(name)
             }
+            fn get_all(&self, name: &HeaderName) -> http::header::GetAll<'_, HeaderValue> {
+                self.0.headers.get_all(name)
+            }
             fn set(&mut self, name: HeaderName, value: HeaderValue) {
                 let _ = self.0.insert_header(name, value);
             }
