@@ -12,7 +12,8 @@ mod log;
 use crate::config::HashOn;
 use crate::context::RequestContext;
 use crate::edge::checks::{check_head, Refusal};
-use crate::edge::{forwarded, shield};
+use crate::edge::forwarded::{self, Owned};
+use crate::edge::shield;
 use crate::filter::LocalResponse;
 use crate::metrics::{metrics, Outcome};
 use crate::normalize::normalize_path;
@@ -124,6 +125,7 @@ impl ProxyHttp for Proxy {
         };
         ctx.req.host = Some(head.host.to_owned());
         let framing = head.framing;
+        let owned = head.owned;
         ctx.req.has_body = framing.carries_body();
         let path = match normalize_path(req.uri.path()) {
             Ok(p) => p.into_owned(),
@@ -138,7 +140,14 @@ impl ProxyHttp for Proxy {
                 return Ok(true);
             }
         };
-        headers::strip_identity_headers(session.req_header_mut());
+        if owned != Owned::No {
+            let trusted = ctx
+                .peer_ip
+                .is_some_and(|p| forwarded::trusted(p, &runtime.config.trusted_proxies));
+            if owned == Owned::Always || !trusted {
+                headers::strip_client_headers(session.req_header_mut(), trusted);
+            }
+        }
         // The token endpoint and JWKS are the gateway's own, served before routing.
         if auth::handles(&runtime, &path)
             && Box::pin(auth::serve(session, ctx, &runtime, &path)).await?
