@@ -381,8 +381,13 @@ fn validate(extra: &str) -> Result<crate::config::Config, String> {
     let text = format!(
         "listen: [{{ address: 127.0.0.1:18080 }}]\nupstreams:\n  u: {{ targets: [127.0.0.1:9101] }}\n{extra}"
     );
-    crate::config::parse(&text, std::path::Path::new("g.yaml"), &|_| None)
-        .map_err(|e| e.to_string())
+    crate::config::parse(
+        &text,
+        std::path::Path::new("g.yaml"),
+        &|_| None,
+        crate::config::Secrets::Production,
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[test]
