@@ -38,6 +38,19 @@ pub enum Owned {
     Always,
 }
 
+/// `x-consumer-` (the gateway's word on who is calling: `X-Consumer-Id`,
+/// `X-Consumer-Scopes`) in any spelling, with anything after; lowercase bytes.
+fn identity_spelling(name: &[u8]) -> bool {
+    let sep = |b: &u8| *b == b'-' || *b == b'_';
+    matches!(name, [b'x', s1, b'c', b'o', b'n', b's', b'u', b'm', b'e', b'r', s2, ..] if sep(s1) && sep(s2))
+}
+
+/// Whether a header name is an identity header in any spelling (`X-Consumer-Id`,
+/// `X_Consumer_Id`, ...): only the gateway's authentication may send one upstream.
+pub fn is_identity(name: &HeaderName) -> bool {
+    identity_spelling(name.as_str().as_bytes())
+}
+
 /// The forwarding headers a client may spell with `_`, as the gateway writes them.
 const FORWARDING: [&[u8]; 4] = [
     b"x-forwarded-for",
@@ -59,12 +72,8 @@ pub fn owned(name: &HeaderName) -> Owned {
     if name.first() != Some(&b'x') {
         return Owned::No;
     }
-    let sep = |b: &u8| *b == b'-' || *b == b'_';
-    // `x-consumer-` and every spelling of it, with anything after.
-    if let [_, s1, b'c', b'o', b'n', b's', b'u', b'm', b'e', b'r', s2, ..] = name {
-        if sep(s1) && sep(s2) {
-            return Owned::Always;
-        }
+    if identity_spelling(name) {
+        return Owned::Always;
     }
     for canonical in FORWARDING {
         let same = name.len() == canonical.len()
