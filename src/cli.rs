@@ -27,6 +27,25 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct DemoArg {
+    /// A demo: accept the JWT secret and admin key values published in the fingate
+    /// repository (gateway.yaml, examples/). Without it they are an error, since
+    /// anyone can read them. `scripts/demo` passes it.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl DemoArg {
+    pub fn secrets(&self) -> crate::config::Secrets {
+        if self.demo {
+            crate::config::Secrets::Demo
+        } else {
+            crate::config::Secrets::Production
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve. SIGHUP or POST /admin/reload re-reads the file; SIGTERM drains and exits.
@@ -43,11 +62,15 @@ pub enum Command {
         /// Reload by itself when the config file changes.
         #[arg(long)]
         watch: bool,
+        #[command(flatten)]
+        demo: DemoArg,
     },
     /// Check a configuration file: exit 0, or 1 with every error.
     Validate {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        demo: DemoArg,
     },
     /// Print the route table in the order the gateway resolves it.
     Routes {

@@ -4,6 +4,7 @@
 //! the runtime [`Config`] below and reports *every* problem with file:line:column and
 //! the path of the offending key. Nothing here does I/O besides reading the file.
 
+pub mod demo;
 pub mod file;
 pub mod interpolate;
 pub mod positions;
@@ -12,6 +13,7 @@ mod validate;
 
 use crate::filter::FilterConfig;
 use crate::routing::{Rewrite, RouteSpec};
+pub use demo::Secrets;
 pub use file::StoreBackend;
 use http::HeaderName;
 use positions::{Position, PositionIndex};
@@ -43,6 +45,10 @@ pub struct Config {
     pub auth: crate::auth::AuthConfig,
     /// `consumers:`: registered clients from the file.
     pub consumers: Vec<crate::auth::consumers::Consumer>,
+    /// Whether demo secrets were allowed (`--demo`); reloads keep it.
+    pub secrets: Secrets,
+    /// The demo secrets in force (only with `Secrets::Demo`), for a warning.
+    pub demo_secrets: Vec<ConfigError>,
 }
 
 /// The response cache shared by every route's `cache` filter.
@@ -257,12 +263,19 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// `file:line:col` (or just the file when the position is unknown).
+    pub fn file_position(&self) -> String {
+        match self.position {
+            Some(p) => format!("{}:{}:{}", self.file, p.line, p.col),
+            None => self.file.clone(),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(p) = self.position {
-            write!(f, ":{}:{}", p.line, p.col)?;
-        }
+        write!(f, "{}", self.file_position())?;
         if !self.path.is_empty() {
             write!(f, ": {}", self.path)?;
         }
@@ -286,8 +299,9 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// Reads and validates a configuration file, with `${ENV}` from the process environment.
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+/// Reads and validates a configuration file, with `${ENV}` from the process
+/// environment. `secrets` says whether the repository's demo secrets are allowed.
+pub fn load(path: &Path, secrets: Secrets) -> Result<Config, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -297,7 +311,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             message: format!("cannot read the configuration file: {e}"),
         }])
     })?;
-    parse(&text, path, &|var| std::env::var(var).ok())
+    parse(&text, path, &|var| std::env::var(var).ok(), secrets)
 }
 
 /// Validates configuration text; `file` names it in errors, `env` resolves `${NAME}`.
@@ -305,6 +319,7 @@ pub fn parse(
     text: &str,
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    secrets: Secrets,
 ) -> Result<Config, ConfigErrors> {
     let name = file.display().to_string();
     let at = |position: Option<Position>, path: String, message: String| ConfigError {
@@ -324,6 +339,7 @@ pub fn parse(
     })?;
     let locate = |path: String, message: String| at(positions.find(&path), path, message);
 
+    let written = demo::secret_fields(&value);
     let env_errors = interpolate::interpolate(&mut value, env);
     if !env_errors.is_empty() {
         return Err(ConfigErrors(
@@ -337,7 +353,8 @@ pub fn parse(
         file: file.to_path_buf(),
         hash: content_hash(text),
     };
-    validate::validate(value, source).map_err(|errors| {
+    let published = demo::published(&written, &demo::secret_fields(&value));
+    let located = |errors: Vec<(String, String)>| -> Vec<ConfigError> {
         let mut errors: Vec<ConfigError> = errors
             .into_iter()
             .map(|(path, message)| locate(path, message))
@@ -345,8 +362,22 @@ pub fn parse(
         // Sections are checked in dependency order; report in file order (stable:
         // errors at one position keep the order they were found in).
         errors.sort_by_key(|e| e.position.map(|p| (p.line, p.col)));
-        ConfigErrors(errors)
-    })
+        errors
+    };
+    match (validate::validate(value, source), secrets) {
+        (Ok(mut config), Secrets::Demo) => {
+            config.secrets = Secrets::Demo;
+            config.demo_secrets = located(published);
+            Ok(config)
+        }
+        (Ok(config), Secrets::Production) if published.is_empty() => Ok(config),
+        (Ok(_), Secrets::Production) => Err(ConfigErrors(located(published))),
+        (Err(errors), Secrets::Demo) => Err(ConfigErrors(located(errors))),
+        (Err(mut errors), Secrets::Production) => {
+            errors.extend(published);
+            Err(ConfigErrors(located(errors)))
+        }
+    }
 }
 
 /// serde names Rust types in its messages (`invalid type: string "many", expected

@@ -20,6 +20,9 @@ pub struct RequestContext {
     pub query: Option<String>,
     pub host: Option<String>,
     pub client_ip: Option<IpAddr>,
+    /// The request declares a body (a non-zero `Content-Length`, or chunked), as
+    /// the edge checks read its framing.
+    pub has_body: bool,
     /// The authenticated caller (the token's `sub`), when a filter established one.
     pub consumer: Option<String>,
     /// `hit` / `miss` / `bypass` when a cache filter ran.
@@ -39,6 +42,7 @@ impl RequestContext {
             query: None,
             host: None,
             client_ip: None,
+            has_body: false,
             consumer: None,
             cache: None,
             started: Instant::now(),

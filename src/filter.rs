@@ -128,6 +128,8 @@ fn validation_cache() -> Arc<crate::cache::Cache> {
 /// and must be edited through their own methods) and by `http::HeaderMap` for tests.
 pub trait HeaderEdit: Send {
     fn get(&self, name: &HeaderName) -> Option<&HeaderValue>;
+    /// Every value of `name`, in order (a header may be repeated).
+    fn get_all(&self, name: &HeaderName) -> http::header::GetAll<'_, HeaderValue>;
     /// Replaces every value of `name` with `value`.
     fn set(&mut self, name: HeaderName, value: HeaderValue);
     /// Adds a value, keeping existing ones.
@@ -149,6 +151,9 @@ pub trait HeaderEdit: Send {
 impl HeaderEdit for http::HeaderMap {
     fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
         http::HeaderMap::get(self, name)
+    }
+    fn get_all(&self, name: &HeaderName) -> http::header::GetAll<'_, HeaderValue> {
+        http::HeaderMap::get_all(self, name)
     }
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
         self.insert(name, value);

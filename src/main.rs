@@ -28,20 +28,35 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             log_format,
             upgrade,
             watch,
+            demo,
         } => {
             logging::init(log_format);
-            let config = match config::load(&config.config) {
+            let config = match config::load(&config.config, demo.secrets()) {
                 Ok(c) => c,
                 Err(errors) => {
                     eprintln!("{errors}");
                     return Ok(ExitCode::FAILURE);
                 }
             };
+            for e in &config.demo_secrets {
+                tracing::warn!(
+                    at = %e.file_position(),
+                    field = %e.path,
+                    "--demo: running with a secret published in the fingate repository; never expose this gateway"
+                );
+            }
             server::run(config, &server::RunOptions { upgrade, watch }).context("cannot start")?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config } => match config::load(&config.config) {
+        Command::Validate { config, demo } => match config::load(&config.config, demo.secrets()) {
             Ok(c) => {
+                for e in &c.demo_secrets {
+                    eprintln!(
+                        "{}: {}: a demo secret (accepted with --demo only)",
+                        e.file_position(),
+                        e.path
+                    );
+                }
                 println!(
                     "{}: ok ({} routes, {} upstreams)",
                     config.config.display(),
@@ -65,7 +80,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => fingate::auth::cli::token(&config.config, &sub, &scopes, &ttl),
         Command::Consumers { action } => fingate::auth::cli::consumers(&action),
         Command::Routes { config } => {
-            let config = match config::load(&config.config) {
+            // Prints the table only: demo secrets are no concern here.
+            let config = match config::load(&config.config, config::Secrets::Demo) {
                 Ok(c) => c,
                 Err(errors) => {
                     eprintln!("{errors}");

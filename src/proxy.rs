@@ -62,8 +62,6 @@ pub struct Ctx {
     body_bytes: u64,
     /// The peer address (before trusted-proxy resolution), for forwarding headers.
     peer_ip: Option<std::net::IpAddr>,
-    /// The request declares a body (from the edge checks).
-    carries_body: bool,
     /// How many of the route's filters the request entered (see `FilterChain`).
     entered: usize,
 }
@@ -90,7 +88,6 @@ impl ProxyHttp for Proxy {
             counted_inflight: false,
             body_bytes: 0,
             peer_ip: None,
-            carries_body: false,
             entered: 0,
         })
     }
@@ -137,7 +134,7 @@ impl ProxyHttp for Proxy {
             client_ip: ctx.req.client_ip,
             headers: &session.req_header().headers,
         });
-        let Some(attempt) = group.attempt(key.as_deref(), &ctx.tried, ctx.carries_body) else {
+        let Some(attempt) = group.attempt(key.as_deref(), &ctx.tried, ctx.req.has_body) else {
             ctx.failure = Some(Failure::NoTarget);
             return Err(Error::explain(
                 ErrorType::HTTPStatus(502),

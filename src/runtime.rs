@@ -246,7 +246,10 @@ impl Gateway {
     /// Re-reads the config file and swaps it in; on any error the running config stays.
     pub fn reload(&self) -> Result<ReloadSummary, ReloadError> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let result = config::load(&self.config_path)
+        // A gateway started with `--demo` stays one; any other refuses demo secrets
+        // on reload as at start.
+        let secrets = self.current().config.secrets;
+        let result = config::load(&self.config_path, secrets)
             .map_err(ReloadError::from)
             .and_then(|config| self.swap(config));
         let label = if result.is_ok() { "ok" } else { "error" };

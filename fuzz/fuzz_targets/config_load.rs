@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     // `${SET_...}` resolves (to a value that is itself a valid duration and
     // size prefix), anything else is unset, so interpolation runs both ways.
     let env = |name: &str| name.starts_with("SET").then(|| "1".to_owned());
-    match fingate::config::parse(text, Path::new("fuzz.yaml"), &env) {
+    let secrets = fingate::config::Secrets::Production;
+    match fingate::config::parse(text, Path::new("fuzz.yaml"), &env, secrets) {
         Ok(config) => {
             let _ = format!("{config:?}");
         }

@@ -1,7 +1,8 @@
 //! `GET|POST /diag/respond`: an answer shaped by its query string, for gateway
 //! caching tests that need headers the business endpoints never send.
 //!
-//! Query: `status` (default 200), `cache_control`, `vary`, `set_cookie=1`,
+//! Query: `status` (default 200), `cache_control`, `vary`, `vary_also` (a second
+//! `Vary` header line), `set_cookie=1`,
 //! `size` (pad the body to at least this many bytes). The JSON body carries a
 //! serial number (so a test tells a cached answer from a fresh one) and the
 //! request headers. Not under `/_mock/`, so `/_mock/stats` counts it.
@@ -27,6 +28,7 @@ pub struct Shape {
     status: Option<u16>,
     cache_control: Option<String>,
     vary: Option<String>,
+    vary_also: Option<String>,
     set_cookie: Option<u8>,
     size: Option<usize>,
 }
@@ -73,6 +75,9 @@ async fn respond(Query(shape): Query<Shape>, req: Request) -> Response {
     set(header::VARY, shape.vary.as_deref());
     if shape.set_cookie == Some(1) {
         set(header::SET_COOKIE, Some("session=abc; Path=/; HttpOnly"));
+    }
+    if let Some(v) = shape.vary_also.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        h.append(header::VARY, v);
     }
     resp
 }

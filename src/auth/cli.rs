@@ -30,8 +30,11 @@ pub fn hash_password() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The config as these commands read it. Demo secrets are no error here: they
+/// serve nothing themselves, and a token signed with a demo secret is accepted only
+/// by a gateway that was started with `--demo` (`fingate token` says so).
 fn load(path: &Path) -> Option<config::Config> {
-    match config::load(path) {
+    match config::load(path, config::Secrets::Demo) {
         Ok(c) => Some(c),
         Err(errors) => {
             eprintln!("{errors}");
@@ -61,6 +64,18 @@ pub fn token(path: &Path, sub: &str, scopes: &[String], ttl: &str) -> anyhow::Re
             path.display()
         );
     };
+    for demo in config
+        .demo_secrets
+        .iter()
+        .filter(|e| e.path.starts_with("auth."))
+    {
+        let note = config::ConfigError {
+            message: "is a demo secret: only a gateway started with --demo accepts what it signs"
+                .into(),
+            ..demo.clone()
+        };
+        eprintln!("fingate: note: {note}");
+    }
     let (token, _) = mint(
         key,
         &auth.issuer,

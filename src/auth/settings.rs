@@ -411,7 +411,7 @@ mod tests {
 
     fn errors(auth: &str, filters: &str) -> Vec<String> {
         let yaml = format!("listen: [{{ address: '127.0.0.1:8080' }}]\n{auth}upstreams:\n  a: {{ targets: ['127.0.0.1:1'] }}\nroutes:\n  - {{ name: r, match: {{ prefix: /r }}, upstream: a, filters: [{filters}] }}\n");
-        match parse(&yaml, Path::new("t.yaml"), &|_| None) {
+        match parse(&yaml, Path::new("t.yaml"), &|_| None, Default::default()) {
             Ok(_) => Vec::new(),
             Err(e) => {
                 e.0.iter()

@@ -7,8 +7,13 @@
 use http::{HeaderName, HeaderValue, Method};
 use std::fmt::Write;
 
+/// Where keys read request headers: `values(name, f)` calls `f` with every value of
+/// `name`, in order. A header may be repeated, and a service may read every line
+/// (joined into one list), so every line is part of the key, not just the first.
+pub type Values<'a> = &'a dyn Fn(&HeaderName, &mut dyn FnMut(&HeaderValue));
+
 /// The parts of a request that select a stored response.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct KeyParts<'a> {
     /// The route's configuration fingerprint: a changed route never sees old entries.
     pub fingerprint: u64,
@@ -17,10 +22,25 @@ pub struct KeyParts<'a> {
     /// The client-facing, normalised path (what purge prefixes match).
     pub path: &'a str,
     pub query: Option<&'a str>,
-    /// The route's `vary` option: each header's value (None when absent).
-    pub vary: &'a [(HeaderName, Option<HeaderValue>)],
+    /// The route's `vary` option: headers whose values (read with `values`) are
+    /// part of the key.
+    pub vary: &'a [HeaderName],
+    pub values: Values<'a>,
     /// Set on routes that authenticate: one consumer never sees another's entry.
     pub consumer: Option<&'a str>,
+}
+
+impl std::fmt::Debug for KeyParts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyParts")
+            .field("method", self.method)
+            .field("host", &self.host)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("vary", &self.vary)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
 }
 
 fn part(out: &mut String, bytes: &[u8]) {
@@ -50,12 +70,8 @@ pub fn primary(p: &KeyParts<'_>) -> String {
     part(&mut out, host.as_bytes());
     part(&mut out, p.path.as_bytes());
     part(&mut out, sorted_query(p.query.unwrap_or("")).as_bytes());
-    for (name, value) in p.vary {
-        part(&mut out, name.as_str().as_bytes());
-        match value {
-            Some(v) => part(&mut out, v.as_bytes()),
-            None => out.push('-'),
-        }
+    for name in p.vary {
+        header_values(&mut out, name, p.values);
     }
     match p.consumer {
         Some(c) => {
@@ -67,38 +83,54 @@ pub fn primary(p: &KeyParts<'_>) -> String {
     out
 }
 
-/// The key of one variant of a response that said `Vary: names`.
-pub fn variant(
-    primary: &str,
-    names: &[HeaderName],
-    value_of: impl Fn(&HeaderName) -> Option<HeaderValue>,
-) -> String {
+/// A header's name, then each of its values (`+` and the value), then `.`: an
+/// absent header, one empty value and two values all write differently, and no
+/// value can fake the end of the list (each is length-prefixed).
+fn header_values(out: &mut String, name: &HeaderName, values: Values<'_>) {
+    part(out, name.as_str().as_bytes());
+    values(name, &mut |v| {
+        out.push('+');
+        part(out, v.as_bytes());
+    });
+    out.push('.');
+}
+
+/// The key of one variant of a response that said `Vary: names`: every value of
+/// each named request header counts.
+pub fn variant(primary: &str, names: &[HeaderName], values: Values<'_>) -> String {
     let mut out = String::with_capacity(primary.len() + 32);
     out.push_str(primary);
     out.push_str("|v");
     for name in names {
-        part(&mut out, name.as_str().as_bytes());
-        match value_of(name) {
-            Some(v) => part(&mut out, v.as_bytes()),
-            None => out.push('-'),
-        }
+        header_values(&mut out, name, values);
     }
     out
 }
 
-/// The query with its `&`-separated pairs sorted (and empty ones dropped), so
-/// `?b=2&a=1` and `?a=1&b=2` share an entry. Pairs stay as sent (not decoded):
-/// a service may tell `%20` from `+`, so the cache does too.
+/// The query with its `&`-separated pairs ordered by name (and empty ones
+/// dropped), so `?b=2&a=1` and `?a=1&b=2` share an entry. The sort is stable and
+/// compares names only: the values of a repeated name keep the order they were
+/// sent in, because services read `?acct=1&acct=2` as the list [1, 2] (first
+/// value wins, or the list is used in order), which is not `?acct=2&acct=1`.
+/// Pairs stay as sent (not decoded): a service may tell `%20` from `+`, so the
+/// cache does too.
 pub fn sorted_query(query: &str) -> String {
     let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
-    pairs.sort_unstable();
+    pairs.sort_by(|a, b| param_name(a).cmp(param_name(b)));
     pairs.join("&")
+}
+
+fn param_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(name, _)| name)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
+
+    fn no_headers(_: &HeaderName, _: &mut dyn FnMut(&HeaderValue)) {}
 
     fn parts<'a>(consumer: Option<&'a str>, query: Option<&'a str>) -> KeyParts<'a> {
         KeyParts {
@@ -108,8 +140,22 @@ mod tests {
             path: "/api/accounts/ACC-1001/statement",
             query,
             vary: &[],
+            values: &no_headers,
             consumer,
         }
+    }
+
+    /// A header block as the filter reads one (every line of a name, in order).
+    fn block(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (n, v) in pairs {
+            m.append(*n, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    fn values_of(m: &HeaderMap) -> impl Fn(&HeaderName, &mut dyn FnMut(&HeaderValue)) + '_ {
+        move |name, f| m.get_all(name).iter().for_each(&mut *f)
     }
 
     #[test]
@@ -138,7 +184,23 @@ mod tests {
         let c = primary(&parts(None, Some("a=1&b=3")));
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(sorted_query("z&&a=%20&a=+"), "a=%20&a=+&z");
+        assert_eq!(sorted_query("z&&a=+&a=%20"), "a=+&a=%20&z");
+    }
+
+    #[test]
+    fn repeated_parameters_keep_their_order() {
+        // `?acct=1&acct=2` reads as [1, 2] upstream: a different request from
+        // `?acct=2&acct=1`, so never the same entry.
+        let one_two = primary(&parts(None, Some("acct=1&acct=2")));
+        let two_one = primary(&parts(None, Some("acct=2&acct=1")));
+        assert_ne!(one_two, two_one);
+        // Other names still move around them; a bare name sorts with its kin.
+        assert_eq!(sorted_query("b=1&a=2&b=0&a=1&a"), "a=2&a=1&a&b=1&b=0");
+        assert_eq!(sorted_query("ab=1&a=2&a-b=3"), "a=2&a-b=3&ab=1");
+        assert_eq!(
+            primary(&parts(None, Some("x=9&acct=1&acct=2"))),
+            primary(&parts(None, Some("acct=1&x=9&acct=2")))
+        );
     }
 
     #[test]
@@ -155,18 +217,26 @@ mod tests {
 
     #[test]
     fn vary_option_and_fingerprint_split_keys() {
-        let tenant = HeaderName::from_static("x-tenant");
-        let one = [(tenant.clone(), Some(HeaderValue::from_static("one")))];
-        let two = [(tenant.clone(), Some(HeaderValue::from_static("two")))];
-        let none = [(tenant, None)];
-        let key = |vary| {
+        let tenant = [HeaderName::from_static("x-tenant")];
+        let key = |headers: &[(&'static str, &'static str)]| {
+            let m = block(headers);
+            let values = values_of(&m);
             primary(&KeyParts {
-                vary,
+                vary: &tenant,
+                values: &values,
                 ..parts(None, None)
             })
         };
-        assert_ne!(key(&one), key(&two));
-        assert_ne!(key(&one), key(&none));
+        let one = key(&[("x-tenant", "one")]);
+        assert_ne!(one, key(&[("x-tenant", "two")]));
+        assert_ne!(one, key(&[]));
+        assert_ne!(key(&[]), key(&[("x-tenant", "")]));
+        assert_eq!(one, key(&[("x-other", "z"), ("x-tenant", "one")]));
+        // Every line of a repeated header counts, in order.
+        let repeated = key(&[("x-tenant", "one"), ("x-tenant", "two")]);
+        assert_ne!(repeated, one);
+        assert_ne!(repeated, key(&[("x-tenant", "two"), ("x-tenant", "one")]));
+        assert_ne!(repeated, key(&[("x-tenant", "one, two")]));
         let mut other_generation = parts(None, None);
         other_generation.fingerprint = 8;
         assert_ne!(primary(&other_generation), primary(&parts(None, None)));
@@ -176,11 +246,20 @@ mod tests {
     fn variants_by_response_vary() {
         let base = primary(&parts(None, None));
         let names = [HeaderName::from_static("accept-language")];
-        let en = variant(&base, &names, |_| Some(HeaderValue::from_static("en")));
-        let de = variant(&base, &names, |_| Some(HeaderValue::from_static("de")));
-        let absent = variant(&base, &names, |_| None);
+        let key = |headers: &[(&'static str, &'static str)]| {
+            let m = block(headers);
+            let values = values_of(&m);
+            variant(&base, &names, &values)
+        };
+        let en = key(&[("accept-language", "en")]);
+        let de = key(&[("accept-language", "de")]);
+        let absent = key(&[]);
         assert!(en.starts_with(&base));
         assert_ne!(en, de);
         assert_ne!(en, absent);
+        // A second line is a different request: the service may read it (or the
+        // joined list) and answer differently, so it must not share `en`'s entry.
+        let en_and_more = key(&[("accept-language", "en"), ("accept-language", "xx")]);
+        assert_ne!(en_and_more, en);
     }
 }

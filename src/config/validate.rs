@@ -166,6 +166,8 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
             cache,
             auth,
             consumers,
+            secrets: Secrets::Production,
+            demo_secrets: Vec::new(),
         })
     } else {
         Err(errors)

@@ -1,6 +1,7 @@
 //! Checks on a request head, before routing. Pure functions over `http` types.
 
 use crate::config::Limits;
+use crate::edge::forwarded::{self, Owned};
 use crate::error::{ErrorCode, GatewayError};
 use http::{header, HeaderMap, HeaderValue, Method};
 
@@ -42,10 +43,14 @@ pub struct Head<'a> {
     pub framing: Framing,
     /// The one `Host` header's value, validated as host[:port].
     pub host: &'a str,
+    /// The most any header of the head is the gateway's own ([`forwarded::owned`]):
+    /// `No` for almost every request, which then needs no pass to remove them.
+    pub owned: Owned,
 }
 
 /// The header fields the checks read, gathered in one pass over the fields (which
-/// the size check walks anyway) instead of a hashed lookup per name.
+/// the size check walks anyway) instead of a hashed lookup per name; the same pass
+/// notes headers only the gateway may send.
 #[derive(Default)]
 struct Fields<'a> {
     /// "Name: value\r\n" per field, as sent.
@@ -56,6 +61,7 @@ struct Fields<'a> {
     transfer_encodings: usize,
     content_length: Option<&'a HeaderValue>,
     content_lengths_differ: bool,
+    owned: Owned,
 }
 
 impl<'a> Fields<'a> {
@@ -74,6 +80,8 @@ impl<'a> Fields<'a> {
             } else if name == header::TRANSFER_ENCODING {
                 f.transfer_encoding = f.transfer_encoding.or(Some(value));
                 f.transfer_encodings += 1;
+            } else {
+                f.owned = f.owned.max(forwarded::owned(name));
             }
         }
         f
@@ -132,7 +140,11 @@ pub fn check_head<'a>(
         )
         .closing());
     }
-    Ok(Head { framing, host })
+    Ok(Head {
+        framing,
+        host,
+        owned: fields.owned,
+    })
 }
 
 fn bad_request<T>(message: &str) -> Result<T, GatewayError> {
@@ -281,6 +293,30 @@ mod tests {
                 ("transfer-encoding", "chunked")
             ]),
             Some(400)
+        );
+    }
+
+    #[test]
+    fn the_most_gateway_owned_header_is_noted() {
+        let owned = |h: &[(&str, &str)]| {
+            let mut v = vec![("host", "h")];
+            v.extend_from_slice(h);
+            check_head(&parts("GET", &v), 2, &Limits::default())
+                .unwrap()
+                .owned
+        };
+        assert_eq!(
+            owned(&[("accept", "*/*"), ("x-forwarded-for", "1.2.3.4")]),
+            Owned::No
+        );
+        assert_eq!(owned(&[("x-real-ip", "1.2.3.4")]), Owned::FromUntrusted);
+        assert_eq!(
+            owned(&[
+                ("x-real-ip", "1.2.3.4"),
+                ("X_Consumer_Id", "admin"),
+                ("a", "b")
+            ]),
+            Owned::Always
         );
     }
 

@@ -1,9 +1,11 @@
-//! Forwarding headers and hop-by-hop headers.
+//! Forwarding headers, the headers only the gateway may send, and hop-by-hop
+//! headers.
 //!
 //! The gateway states who the client is: `X-Forwarded-For`, `X-Forwarded-Proto` and
 //! `Forwarded` are replaced with what the gateway saw, unless the peer is a
-//! configured trusted proxy, whose values are kept and appended to. Hop-by-hop
-//! headers (RFC 9110 §7.6.1) are dropped both ways.
+//! configured trusted proxy, whose values are kept and appended to. Client-sent
+//! identity headers, and other spellings of these, are removed ([`owned`]).
+//! Hop-by-hop headers (RFC 9110 §7.6.1) are dropped both ways.
 
 use crate::config::IpNet;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
@@ -15,8 +17,83 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
-fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
+/// Whether `ip` is one of the configured trusted proxies.
+pub fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|n| n.contains(ip))
+}
+
+/// Whether a client-sent header is one only the gateway may send upstream.
+/// Ordered: a head's most demanding header decides whether it needs a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Owned {
+    /// An ordinary header (or one the gateway replaces itself: `X-Forwarded-For`,
+    /// `X-Forwarded-Proto`, `Forwarded`).
+    #[default]
+    No,
+    /// `X-Real-IP`, `X-Forwarded-Host`: what a trusted proxy says about its client,
+    /// anyone else's claim.
+    FromUntrusted,
+    /// Never from a client: `X-Consumer-*` (the gateway's word on who is calling)
+    /// in any spelling, and the `_` spellings of the forwarding headers.
+    Always,
+}
+
+/// `x-consumer-` (the gateway's word on who is calling: `X-Consumer-Id`,
+/// `X-Consumer-Scopes`) in any spelling, with anything after; lowercase bytes.
+fn identity_spelling(name: &[u8]) -> bool {
+    let sep = |b: &u8| *b == b'-' || *b == b'_';
+    matches!(name, [b'x', s1, b'c', b'o', b'n', b's', b'u', b'm', b'e', b'r', s2, ..] if sep(s1) && sep(s2))
+}
+
+/// Whether a header name is an identity header in any spelling (`X-Consumer-Id`,
+/// `X_Consumer_Id`, ...): only the gateway's authentication may send one upstream.
+pub fn is_identity(name: &HeaderName) -> bool {
+    identity_spelling(name.as_str().as_bytes())
+}
+
+/// The forwarding headers a client may spell with `_`, as the gateway writes them.
+const FORWARDING: [&[u8]; 4] = [
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-real-ip",
+];
+
+/// What [`Owned`] a request header name is.
+///
+/// CGI, WSGI, Rack and PHP hand headers to applications as `HTTP_X_CONSUMER_ID`,
+/// with `-` turned into `_`: `X_Consumer_Id` and `X-Consumer-Id` reach them as the
+/// same variable, and which of two wins is the server's choice. So a name counts
+/// whichever of `-` or `_` separates its words (the `http` crate has already
+/// lowercased it). Every request's names pass through here: a name not starting
+/// with `x` is decided by its first byte.
+pub fn owned(name: &HeaderName) -> Owned {
+    let name = name.as_str().as_bytes();
+    if name.first() != Some(&b'x') {
+        return Owned::No;
+    }
+    if identity_spelling(name) {
+        return Owned::Always;
+    }
+    for canonical in FORWARDING {
+        let same = name.len() == canonical.len()
+            && name
+                .iter()
+                .zip(canonical)
+                .all(|(n, c)| n == c || (*n == b'_' && *c == b'-'));
+        if !same {
+            continue;
+        }
+        return if name.contains(&b'_') {
+            // Never how a proxy writes it: only there to shadow the real one.
+            Owned::Always
+        } else if name == b"x-forwarded-host" || name == b"x-real-ip" {
+            Owned::FromUntrusted
+        } else {
+            Owned::No
+        };
+    }
+    Owned::No
 }
 
 /// All values of a header joined with ", " (several header lines are one list).
@@ -199,6 +276,47 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn gateway_owned_names_in_every_spelling() {
+        let of = |n: &str| owned(&HeaderName::from_bytes(n.as_bytes()).unwrap());
+        for name in [
+            "X-Consumer-Id",
+            "x-consumer-scopes",
+            "X_Consumer_Id",
+            "X_CONSUMER_SCOPES",
+            "x-consumer_id",
+            "X_Consumer-Scopes",
+            "x-consumer-anything",
+            "X_Forwarded_For",
+            "x-forwarded_proto",
+            "X_Forwarded-Host",
+            "X_Real_IP",
+            "x_real-ip",
+        ] {
+            assert_eq!(of(name), Owned::Always, "{name}");
+        }
+        for name in ["X-Real-IP", "x-forwarded-host", "X-FORWARDED-HOST"] {
+            assert_eq!(of(name), Owned::FromUntrusted, "{name}");
+        }
+        for name in [
+            "X-Forwarded-For",
+            "x-forwarded-proto",
+            "Forwarded",
+            "X-Consumers",
+            "X-Consumer",
+            "x.consumer.id",
+            "X-Real-IPs",
+            "X_Forwarded_Fo",
+            "X-Request-Id",
+            "X_Other",
+            "Host",
+            "x",
+        ] {
+            assert_eq!(of(name), Owned::No, "{name}");
+        }
+        assert!(Owned::Always > Owned::FromUntrusted && Owned::FromUntrusted > Owned::No);
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! `cache`: answers repeated reads from memory without touching the service.
 //!
-//! Request phase: GET/HEAD only; builds the key, serves a fresh entry as a local
-//! response (`X-Cache: HIT`, `Age`), or — on a miss — takes the key's fill lock so
-//! concurrent misses wait for one upstream request. Response phase: decides
-//! whether the answer may be stored ([`policy`]); the body phase collects it and
-//! stores it at the end of the stream. Logging (always called) releases the lock
-//! of a fill that never completed, so waiters are never stranded.
+//! Request phase: GET/HEAD without a body only; builds the key, serves a fresh
+//! entry as a local response (`X-Cache: HIT`, `Age`), or — on a miss — takes the
+//! key's fill lock so concurrent misses wait for one upstream request. Response
+//! phase: decides whether the answer may be stored ([`policy`]); the body phase
+//! collects it and stores it at the end of the stream. Logging (always called)
+//! releases the lock of a fill that never completed, so waiters are never stranded.
 //!
 //! Storage, keys and rules live in [`crate::cache`]; this file is the wiring.
 
@@ -215,7 +215,7 @@ impl CacheFilter {
         match &entry.kind {
             Kind::Response(_) => Some(entry),
             Kind::Vary(names) => {
-                let k = key::variant(primary, names, |n| req.get(n).cloned());
+                let k = key::variant(primary, names, &request_values(req));
                 self.cache
                     .get(&k)
                     .filter(|e| matches!(e.kind, Kind::Response(_)))
@@ -298,11 +298,11 @@ impl CacheFilter {
                 .insert(fill.primary.clone(), entry(p.ttl, response));
             return;
         }
-        let value_of = |n: &HeaderName| {
-            let found = fill.request_headers.iter().find(|(h, _)| h == n);
-            found.map(|(_, v)| v.clone())
+        let values = |n: &HeaderName, f: &mut dyn FnMut(&HeaderValue)| {
+            let named = fill.request_headers.iter().filter(|(h, _)| h == n);
+            named.for_each(|(_, v)| f(v));
         };
-        let variant = key::variant(&fill.primary, &p.vary, value_of);
+        let variant = key::variant(&fill.primary, &p.vary, &values);
         // The variant first, so a reader that finds the index finds the variant too.
         self.cache.insert(variant, entry(p.ttl, response));
         self.cache.insert(
@@ -310,6 +310,11 @@ impl CacheFilter {
             entry(self.rules.ttl, Kind::Vary(p.vary)),
         );
     }
+}
+
+/// Every value of a request header, as cache keys read them.
+fn request_values(req: &dyn HeaderEdit) -> impl Fn(&HeaderName, &mut dyn FnMut(&HeaderValue)) + '_ {
+    move |name, f| req.get_all(name).iter().for_each(&mut *f)
 }
 
 /// In a filter chain (global, then the route's own), the position of a `cache`
@@ -329,23 +334,23 @@ impl Filter for CacheFilter {
     ) -> Result<Flow, FilterError> {
         let cc = CacheControl::parse(req.get(&header::CACHE_CONTROL));
         let readable = ctx.method == Method::GET || ctx.method == Method::HEAD;
-        if !readable || cc.no_store {
+        // A GET or HEAD with a body is forwarded with it, and a service may answer
+        // by the body; the key has no body in it, so storing that answer would
+        // hand it to every plain GET of the same URL (and a hit would answer the
+        // body with someone else's response).
+        if !readable || cc.no_store || ctx.has_body {
             self.record(ctx, Lookup::Bypass);
             ctx.extensions.insert(State::Bypass);
             return Ok(Flow::Continue);
         }
-        let vary: Vec<(HeaderName, Option<HeaderValue>)> = self
-            .vary
-            .iter()
-            .map(|n| (n.clone(), req.get(n).cloned()))
-            .collect();
         let primary = key::primary(&KeyParts {
             fingerprint: self.fingerprint,
             method: &ctx.method,
             host: ctx.host.as_deref(),
             path: &ctx.path,
             query: ctx.query.as_deref(),
-            vary: &vary,
+            vary: &self.vary,
+            values: &request_values(req),
             consumer: ctx.consumer.as_deref(),
         });
         // `no-cache` from the client: fetch anew and refresh the entry.

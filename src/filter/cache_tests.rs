@@ -15,6 +15,9 @@ impl HeaderEdit for Resp {
     fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
         self.headers.get(name)
     }
+    fn get_all(&self, name: &HeaderName) -> http::header::GetAll<'_, HeaderValue> {
+        self.headers.get_all(name)
+    }
     fn set(&mut self, name: HeaderName, value: HeaderValue) {
         self.headers.insert(name, value);
     }
@@ -182,6 +185,25 @@ async fn other_methods_bypass_and_are_not_stored() {
 }
 
 #[tokio::test]
+async fn a_get_or_head_with_a_body_bypasses() {
+    let f = filter("ttl: 30s");
+    assert_eq!(get(&f, "/b", None, "plain").await.0, "MISS");
+    for method in [Method::GET, Method::HEAD] {
+        let mut c = ctx(method.clone(), "/b", None);
+        c.has_body = true;
+        let (x, _, b) = exchange(&f, &mut c, &mut HeaderMap::new(), &[], "by body").await;
+        assert_eq!(
+            (x.as_str(), c.cache),
+            ("BYPASS", Some("bypass")),
+            "{method}"
+        );
+        assert_eq!(b, "by body", "{method}: not answered from the entry");
+    }
+    // Nor was the answer to the body stored.
+    assert_eq!(get(&f, "/b", None, "-").await.1, "plain");
+}
+
+#[tokio::test]
 async fn client_no_cache_refreshes_the_entry() {
     let f = filter("ttl: 30s");
     get(&f, "/r", None, "old").await;
@@ -226,6 +248,43 @@ async fn vary_option_splits_entries() {
         if expect == "HIT" {
             assert_eq!(b, t.to_uppercase());
         }
+    }
+}
+
+#[tokio::test]
+async fn every_line_of_a_varying_header_counts() {
+    let lines = |values: &[&'static str]| -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for v in values {
+            m.append("x-tenant", HeaderValue::from_static(v));
+        }
+        m
+    };
+    // The route's `vary` option, and a response's own `Vary`.
+    for (options, response_vary) in [
+        ("{ ttl: 30s, vary: [X-Tenant] }", None),
+        ("ttl: 30s", Some("X-Tenant")),
+    ] {
+        let f = filter(options);
+        let vary: Vec<(&'static str, &'static str)> =
+            response_vary.map(|v| ("vary", v)).into_iter().collect();
+        let go = |values: &[&'static str], body: &'static str| {
+            let mut req = lines(values);
+            let vary = vary.clone();
+            let f = &f;
+            async move {
+                let mut c = ctx(Method::GET, "/v", None);
+                let (x, _, b) = exchange(f, &mut c, &mut req, &vary, body).await;
+                (x, b)
+            }
+        };
+        let (x, _) = go(&["a", "evil"], "for a+evil").await;
+        assert_eq!(x, "MISS");
+        let (x, b) = go(&["a"], "for a").await;
+        assert_eq!((x.as_str(), &b[..]), ("MISS", &b"for a"[..]), "{options}");
+        assert_eq!(go(&["a", "evil"], "-").await.1, "for a+evil", "{options}");
+        assert_eq!(go(&["a"], "-").await.1, "for a", "{options}");
+        assert_eq!(go(&["evil", "a"], "other order").await.0, "MISS");
     }
 }
 
@@ -323,8 +382,13 @@ fn validate(extra: &str) -> Result<crate::config::Config, String> {
     let text = format!(
         "listen: [{{ address: 127.0.0.1:18080 }}]\nupstreams:\n  u: {{ targets: [127.0.0.1:9101] }}\n{extra}"
     );
-    crate::config::parse(&text, std::path::Path::new("g.yaml"), &|_| None)
-        .map_err(|e| e.to_string())
+    crate::config::parse(
+        &text,
+        std::path::Path::new("g.yaml"),
+        &|_| None,
+        crate::config::Secrets::Production,
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[test]

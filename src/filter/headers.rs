@@ -50,8 +50,10 @@ pub struct HeadersFilter {
 
 /// Headers only the gateway may set upstream: letting a transform write them
 /// would let configuration (or a typo) impersonate an authenticated consumer.
+/// Every spelling counts (`X_Consumer_Id` reaches CGI-style services as the same
+/// variable as `X-Consumer-Id`).
 fn is_identity_header(name: &HeaderName) -> bool {
-    name.as_str().starts_with("x-consumer-")
+    crate::edge::forwarded::is_identity(name)
 }
 
 impl CompiledOps {
@@ -181,7 +183,7 @@ mod tests {
     #[test]
     fn reports_every_bad_option() {
         let errs = HeadersFilter::new(&options(
-            "request:\n  set: { 'Bad Name': x, X-Consumer-Id: admin, X-Ok: \"line\\nbreak\" }\n",
+            "request:\n  set: { 'Bad Name': x, X-Consumer-Id: admin, X-Ok: \"line\\nbreak\" }\n  add: { X_Consumer_Scopes: all }\n",
         ))
         .unwrap_err();
         let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
@@ -190,7 +192,8 @@ mod tests {
             [
                 "request.set.Bad Name",
                 "request.set.X-Consumer-Id",
-                "request.set.X-Ok"
+                "request.set.X-Ok",
+                "request.add.X_Consumer_Scopes"
             ]
         );
     }

@@ -1,8 +1,11 @@
-//! [`HeaderEdit`] over Pingora's header types, and the identity-header rule.
+//! [`HeaderEdit`] over Pingora's header types, and the removal of client-sent
+//! headers only the gateway may send.
 
+use crate::edge::forwarded::{self, Owned};
 use crate::filter::HeaderEdit;
 use http::{HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
+use smallvec::SmallVec;
 
 /// Request headers as filters see them.
 pub struct ReqView<'a>(pub &'a mut RequestHeader);
@@ -16,6 +19,9 @@ macro_rules! header_edit {
         impl HeaderEdit for $view<'_> {
             fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
                 self.0.headers.get(name)
+            }
+            fn get_all(&self, name: &HeaderName) -> http::header::GetAll<'_, HeaderValue> {
+                self.0.headers.get_all(name)
             }
             fn set(&mut self, name: HeaderName, value: HeaderValue) {
                 let _ = self.0.insert_header(name, value);
@@ -43,23 +49,19 @@ macro_rules! header_edit {
 header_edit!(ReqView, |_| None);
 header_edit!(RespView, |h: &ResponseHeader| Some(h.status));
 
-/// Prefix of the headers only the gateway may send upstream (`X-Consumer-Id`,
-/// `X-Consumer-Scopes`): whatever a client sends under it is dropped on every route,
-/// so a service can trust them.
-const IDENTITY_PREFIX: &str = "x-consumer-";
-
-/// Removes client-sent identity headers. Allocates only when there are some.
-pub fn strip_identity_headers(req: &mut RequestHeader) {
-    let is_identity = |n: &HeaderName| n.as_str().starts_with(IDENTITY_PREFIX);
-    if !req.headers.keys().any(is_identity) {
-        return;
-    }
-    let names: Vec<HeaderName> = req
-        .headers
-        .keys()
-        .filter(|n| is_identity(n))
-        .cloned()
-        .collect();
+/// Removes the client-sent headers only the gateway may send upstream
+/// ([`forwarded::owned`]): identity headers and `_` spellings of forwarding headers
+/// always, `X-Real-IP` and `X-Forwarded-Host` unless the peer is a trusted proxy.
+/// So a service can trust them. Called only for heads the edge checks found such a
+/// header in; allocates only past four names.
+pub fn strip_client_headers(req: &mut RequestHeader, peer_trusted: bool) {
+    let remove = |name: &HeaderName| match forwarded::owned(name) {
+        Owned::No => false,
+        Owned::FromUntrusted => !peer_trusted,
+        Owned::Always => true,
+    };
+    let names: SmallVec<[HeaderName; 4]> =
+        req.headers.keys().filter(|n| remove(n)).cloned().collect();
     for name in names {
         req.remove_header(&name);
     }
@@ -71,15 +73,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identity_headers_are_removed_whatever_their_case() {
+    fn identity_headers_are_removed_in_every_spelling() {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.append_header("X-Consumer-Id", "admin").unwrap();
         req.append_header("x-consumer-scopes", "all").unwrap();
         req.append_header("X-CONSUMER-ID", "again").unwrap();
+        req.append_header("X_Consumer_Id", "cgi").unwrap();
+        req.append_header("X_Consumer_Scopes", "cgi").unwrap();
+        req.append_header("X_Forwarded_For", "6.6.6.6").unwrap();
+        req.append_header("X-Real-IP", "6.6.6.6").unwrap();
         req.append_header("X-Consumers", "not identity").unwrap();
-        strip_identity_headers(&mut req);
-        assert!(req.headers.get("x-consumer-id").is_none());
-        assert!(req.headers.get("x-consumer-scopes").is_none());
+        req.append_header("X_Other", "kept").unwrap();
+        strip_client_headers(&mut req, true);
+        for gone in [
+            "x-consumer-id",
+            "x-consumer-scopes",
+            "x_consumer_id",
+            "x_consumer_scopes",
+            "x_forwarded_for",
+        ] {
+            assert!(req.headers.get(gone).is_none(), "{gone}");
+        }
         assert_eq!(req.headers.get("x-consumers").unwrap(), "not identity");
+        assert_eq!(req.headers.get("x_other").unwrap(), "kept");
+        // A trusted proxy's X-Real-IP stays; anyone else's goes.
+        assert_eq!(req.headers.get("x-real-ip").unwrap(), "6.6.6.6");
+        strip_client_headers(&mut req, false);
+        assert!(req.headers.get("x-real-ip").is_none());
+        assert_eq!(req.headers.len(), 2);
     }
 }

@@ -14,7 +14,7 @@
 use super::local::{body_refusal, reject, run_request_filters};
 use super::{auth, headers, Ctx};
 use crate::edge::checks::{check_head, Framing};
-use crate::edge::forwarded;
+use crate::edge::forwarded::{self, Owned};
 use crate::error::{ErrorCode, GatewayError};
 use crate::normalize::normalize_path;
 use crate::routing::Lookup;
@@ -83,11 +83,20 @@ fn admit(
     let head = check_head(req, req.raw_path().len(), limits)?;
     ctx.req.host = Some(head.host.to_owned());
     let framing = head.framing;
-    ctx.carries_body = framing.carries_body();
+    let owned = head.owned;
+    ctx.req.has_body = framing.carries_body();
     let path = normalize_path(req.uri.path())
         .map_err(|e| GatewayError::new(ErrorCode::BadRequest, e.to_string()).closing())?
         .into_owned();
-    headers::strip_identity_headers(session.req_header_mut());
+    // Headers only the gateway may state, in any spelling (noted by the edge checks).
+    if owned != Owned::No {
+        let trusted = ctx
+            .peer_ip
+            .is_some_and(|p| forwarded::trusted(p, &runtime.config.trusted_proxies));
+        if owned == Owned::Always || !trusted {
+            headers::strip_client_headers(session.req_header_mut(), trusted);
+        }
+    }
     Ok(Admitted { path, framing })
 }
 

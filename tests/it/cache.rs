@@ -387,3 +387,98 @@ fn each_consumer_gets_its_own_cached_data() {
     let stats = get(m.addr("a"), "/_mock/stats").json();
     assert_eq!(stats["by_path"]["/accounts"], 2, "{stats}");
 }
+
+/// Issue 14: `?acct=1&acct=2` reads as the list [1, 2] upstream; answering
+/// `?acct=2&acct=1` from its entry would serve a different request's answer.
+#[test]
+fn repeated_query_parameters_keep_their_order_in_the_key() {
+    let (m, gw) = setup();
+    let one_two = gw.get("/api/diag/respond?acct=1&acct=2");
+    assert_eq!(x_cache(&one_two), "MISS");
+    let two_one = gw.get("/api/diag/respond?acct=2&acct=1");
+    assert_eq!(
+        x_cache(&two_one),
+        "MISS",
+        "?acct=2&acct=1 was answered from ?acct=1&acct=2's entry"
+    );
+    assert_ne!(serial(&two_one), serial(&one_two));
+    // Different names still share an entry whatever their order.
+    let first = gw.get("/api/diag/respond?x=9&acct=1&acct=2");
+    assert_eq!(x_cache(&first), "MISS");
+    let moved = gw.get("/api/diag/respond?acct=1&x=9&acct=2");
+    assert_eq!((x_cache(&moved), serial(&moved)), ("HIT", serial(&first)));
+    assert_eq!(served(&m, "/diag/respond"), 3);
+}
+
+/// Issue 14: a GET with a body is forwarded with it; its answer must neither
+/// come from nor go into the entry of the plain GET.
+#[test]
+fn a_get_or_head_with_a_body_is_never_cached() {
+    let (m, gw) = setup();
+    let path = "/api/diag/respond?body";
+    let with_length = request(gw.addr, "GET", path, &[], b"{\"poison\":1}");
+    assert_eq!((with_length.status, x_cache(&with_length)), (200, "BYPASS"));
+    let head = request(gw.addr, "HEAD", path, &[], b"x");
+    assert_eq!(x_cache(&head), "BYPASS", "HEAD with a body");
+    // Chunked: the body is declared by Transfer-Encoding, not a length.
+    let chunked = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        gw.addr
+    );
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    std::io::Write::write_all(&mut s, chunked.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut s, &mut raw).unwrap();
+    let chunked = parse_response(&raw, false).unwrap();
+    assert_eq!((chunked.status, x_cache(&chunked)), (200, "BYPASS"));
+
+    let plain = gw.get(path);
+    assert_eq!(x_cache(&plain), "MISS", "an answer to a body was stored");
+    assert_eq!(x_cache(&gw.get(path)), "HIT");
+    // A plain GET's entry is not served to a GET with a body either.
+    let again = request(gw.addr, "GET", path, &[], b"{}");
+    assert_eq!(x_cache(&again), "BYPASS");
+    assert_ne!(serial(&again), serial(&plain));
+    assert_eq!(
+        gw.metric("fingate_cache_lookups_total{result=\"bypass\",route=\"diag\"}"),
+        Some(4.0)
+    );
+    assert_eq!(served(&m, "/diag/respond"), 5);
+}
+
+/// Issue 14: a request header the answer varies on may be sent on several lines;
+/// the service reads them all (here the last wins), so all of them are keyed.
+#[test]
+fn every_value_of_a_repeated_varying_header_counts() {
+    let (m, gw) = setup();
+    // The response's own Vary, and the route's `vary` option (X-Tenant).
+    for (path, name) in [
+        ("/api/diag/respond?vary=Accept-Language", "accept-language"),
+        ("/api/diag/respond?by=tenant", "x-tenant"),
+    ] {
+        let poisoned = get_with(&gw, path, &[(name, "en"), (name, "evil")]);
+        assert_eq!(x_cache(&poisoned), "MISS");
+        assert_eq!(poisoned.json()["headers"][name], "evil", "{path}");
+        let plain = get_with(&gw, path, &[(name, "en")]);
+        assert_eq!(
+            x_cache(&plain),
+            "MISS",
+            "{path}: a plain {name}: en got the entry of en + evil"
+        );
+        assert_eq!(plain.json()["headers"][name], "en");
+        let again = get_with(&gw, path, &[(name, "en"), (name, "evil")]);
+        assert_eq!(
+            (x_cache(&again), serial(&again)),
+            ("HIT", serial(&poisoned))
+        );
+        assert_eq!(x_cache(&get_with(&gw, path, &[(name, "en")])), "HIT");
+    }
+    // Names from every Vary line of the response count.
+    let path = "/api/diag/respond?vary=Accept-Language&vary_also=X-Region";
+    let a = get_with(&gw, path, &[("Accept-Language", "en"), ("X-Region", "a")]);
+    let b = get_with(&gw, path, &[("Accept-Language", "en"), ("X-Region", "b")]);
+    assert_eq!((x_cache(&a), x_cache(&b)), ("MISS", "MISS"));
+    let a2 = get_with(&gw, path, &[("Accept-Language", "en"), ("X-Region", "a")]);
+    assert_eq!((x_cache(&a2), serial(&a2)), ("HIT", serial(&a)));
+    assert_eq!(served(&m, "/diag/respond"), 6);
+}

@@ -37,7 +37,8 @@ fn start_demo() -> (Mock, Gateway) {
         ],
         4,
     );
-    let gw = Gateway::start(&demo_config(&mock));
+    // The demo command passes --demo: gateway.yaml holds the demo secrets.
+    let gw = Gateway::start_with_args(&demo_config(&mock), &["--demo"]);
     (mock, gw)
 }
 

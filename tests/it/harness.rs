@@ -163,7 +163,7 @@ impl Gateway {
         Self::start_full(yaml, env, &[])
     }
 
-    fn start_full(yaml: &str, env: &[(&str, &str)], args: &[&str]) -> Gateway {
+    pub fn start_full(yaml: &str, env: &[(&str, &str)], args: &[&str]) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

@@ -12,6 +12,7 @@ mod cache;
 mod cli;
 mod consumers;
 mod demo;
+mod demo_secrets;
 mod hardening;
 mod identity;
 mod jwt;

@@ -183,9 +183,14 @@ fn keys_escape_their_structure() {
 fn config_errors_name_the_filter_option_and_its_line() {
     let config = |filter: &str| {
         let yaml = format!("listen: [{{ address: '127.0.0.1:8080' }}]\nupstreams:\n  svc: {{ targets: ['127.0.0.1:9101'] }}\nroutes:\n  - name: r\n    match: {{ prefix: / }}\n    upstream: svc\n    filters:\n      - rate_limit: {filter}\n");
-        crate::config::parse(&yaml, std::path::Path::new("gw.yaml"), &|_| None)
-            .unwrap_err()
-            .to_string()
+        crate::config::parse(
+            &yaml,
+            std::path::Path::new("gw.yaml"),
+            &|_| None,
+            crate::config::Secrets::Production,
+        )
+        .unwrap_err()
+        .to_string()
     };
     let text = config("{ key: 'header:', limit: 0, per: 1m }");
     assert!(text.contains("gw.yaml:9:"), "{text}");
