@@ -36,7 +36,7 @@ pub fn init(format: LogFormat) {
     };
     // LogTracer lets every `log` record through to `tracing` (max level Trace),
     // so each of Pingora's `debug!`/`trace!` calls on the request path paid for a
-    // filter check (~0.1 µs per request in the load profile). Let `log` drop what
+    // filter check (benches/RESULTS.md). Let `log` drop what
     // the filter would drop anyway, at its static level check.
     log::set_max_level(match tracing::level_filters::LevelFilter::current() {
         tracing::level_filters::LevelFilter::OFF => log::LevelFilter::Off,

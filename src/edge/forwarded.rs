@@ -133,7 +133,7 @@ fn own_values(peer: IpAddr, proto: &'static str) -> [HeaderValue; 3] {
     // The requests of a keep-alive connection come from one peer, and a worker
     // thread serves a connection's requests in turn: remembering the last peer
     // per thread formats the address about once per connection instead of three
-    // times per request (1.5 µs per request in the load profile).
+    // times per request (benches/RESULTS.md has the cost).
     thread_local! {
         static LAST: RefCell<Option<(IpAddr, &'static str, [HeaderValue; 3])>> =
             const { RefCell::new(None) };

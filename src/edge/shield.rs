@@ -118,7 +118,7 @@ pub struct Guarded {
     /// inside it had to wait (for the first request that is right after accept:
     /// a connection that sends nothing is also slow). Most heads arrive in one
     /// read, so most requests never read the clock or make a timer (a timer per
-    /// request cost ~0.4 µs in the load profile).
+    /// request showed in the load profile, benches/RESULTS.md).
     deadline: Option<Pin<Box<Sleep>>>,
     header_timeout: Duration,
     min_body_rate: u64,

@@ -1,8 +1,8 @@
 //! The access log: one line per request, written without `tracing`.
 //!
 //! Formatting each request through `tracing-subscriber`'s generic JSON layer and
-//! one `write(2)` per line cost 4–10 µs per request, the largest item in the load
-//! profile (benches/RESULTS.md). Here a line is written straight into a per-thread
+//! one `write(2)` per line was the largest item in the load profile
+//! (benches/RESULTS.md). Here a line is written straight into a per-thread
 //! buffer (integers with `itoa`, a small JSON string escaper, the date part of the
 //! timestamp formatted once per second) and appended to a shared buffer that a
 //! writer thread sends to stdout every [`FLUSH_EVERY`] or once [`FLUSH_AT`] bytes
@@ -193,7 +193,7 @@ fn push_millis(out: &mut Vec<u8>, d: Duration) {
 fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         // Four small integers: `Display` goes through the formatting machinery and
-        // a padding check, about 0.1 µs per line in the load profile.
+        // a padding check, visible in the load profile.
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
