@@ -242,11 +242,48 @@ pub struct FilterSpec {
     pub config: FilterConfig,
 }
 
+/// An endpoint the gateway serves itself, as a route target (`serve:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Builtin {
+    /// `POST` a username and password, get a token.
+    TokenEndpoint,
+    /// The public half of an asymmetric signing key, as a JWK set.
+    Jwks,
+}
+
+impl Builtin {
+    /// As written in YAML (`serve: token_endpoint`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::TokenEndpoint => "token_endpoint",
+            Builtin::Jwks => "jwks",
+        }
+    }
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RouteTarget {
+    /// An upstream group, by name.
+    Upstream(String),
+    Serve(Builtin),
+}
+
+impl std::fmt::Display for RouteTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteTarget::Upstream(name) => f.write_str(name),
+            RouteTarget::Serve(b) => write!(f, "serve: {}", b.name()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConfig {
     pub name: String,
     pub spec: RouteSpec,
-    pub upstream: String,
+    pub target: RouteTarget,
     pub rewrite: Option<Rewrite>,
     /// Largest request body; `limits.max_body` unless the route sets it.
     pub max_body: u64,

@@ -3,7 +3,7 @@
 //!
 //! Pingora's types stop here; filters see [`HeaderEdit`] and [`RequestContext`].
 
-mod auth;
+mod builtin;
 mod failure;
 mod headers;
 mod local;
@@ -128,7 +128,12 @@ impl ProxyHttp for Proxy {
         let route = ctx.route.clone().ok_or_else(|| {
             Error::explain(ErrorType::InternalError, "no route at upstream selection")
         })?;
-        let group = &route.upstream;
+        let Some(group) = route.upstream() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "a built-in endpoint has no upstream",
+            ));
+        };
         let key = group.hash_key(HashInput {
             consumer: ctx.req.consumer.as_deref(),
             client_ip: ctx.req.client_ip,
@@ -164,10 +169,11 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<Ctx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let (Some(route), Some(index)) = (&ctx.route, ctx.target) else {
+        let (Some(group), Some(index)) =
+            (ctx.route.as_ref().and_then(|r| r.upstream()), ctx.target)
+        else {
             return e;
         };
-        let group = &route.upstream;
         group.report_connect_failure(index);
         group.targets[index].counters.inc(Outcome::ConnectError);
         ctx.active = None;
@@ -264,7 +270,11 @@ impl ProxyHttp for Proxy {
         e: &Error,
         ctx: &mut Box<Ctx>,
     ) -> FailToProxy {
-        let upstream = ctx.route.as_ref().map_or("", |r| r.upstream.name());
+        let upstream = ctx
+            .route
+            .as_ref()
+            .and_then(|r| r.upstream())
+            .map_or("", |g| g.name());
         let failure = classify(e, ctx.failure, upstream);
         let status = failure.as_ref().map_or(0, |f| f.status.as_u16());
         if let (Some(failure), None) = (failure, session.response_written()) {

@@ -5,7 +5,7 @@
 //! request in flight finishes on the config it started with.
 
 use crate::cache::Cache;
-use crate::config::{self, Config, ConfigErrors, RouteConfig};
+use crate::config::{self, Builtin, Config, ConfigErrors, RouteConfig, RouteTarget};
 use crate::filter::chain::FilterChain;
 use crate::filter::FilterDeps;
 use crate::metrics::{metrics, RequestCounters};
@@ -18,11 +18,18 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// Where a route's requests go, resolved.
+#[derive(Debug)]
+pub enum Target {
+    Upstream(Arc<UpstreamGroup>),
+    Serve(Builtin),
+}
+
 /// One route, ready to serve.
 #[derive(Debug)]
 pub struct Route {
     pub name: Arc<str>,
-    pub upstream: Arc<UpstreamGroup>,
+    pub target: Target,
     pub rewrite: Option<Rewrite>,
     /// Largest request body accepted (413 above).
     pub max_body: u64,
@@ -32,6 +39,16 @@ pub struct Route {
     pub duration: Histogram,
     /// `fingate_requests_total` children of this route, kept resolved.
     pub requests: RequestCounters,
+}
+
+impl Route {
+    /// The route's upstream group (None for a built-in endpoint).
+    pub fn upstream(&self) -> Option<&Arc<UpstreamGroup>> {
+        match &self.target {
+            Target::Upstream(group) => Some(group),
+            Target::Serve(_) => None,
+        }
+    }
 }
 
 /// Everything one config generation serves with.
@@ -86,12 +103,14 @@ impl Runtime {
         for r in &config.routes {
             let route_fingerprint = fingerprint(&config, r);
             fingerprints.insert(route_fingerprint);
-            let upstream = upstreams.get(&r.upstream).cloned().ok_or_else(|| {
-                BuildError(format!(
-                    "route {} names unknown upstream {}",
-                    r.name, r.upstream
-                ))
-            })?;
+            let target = match &r.target {
+                RouteTarget::Upstream(name) => {
+                    Target::Upstream(upstreams.get(name).cloned().ok_or_else(|| {
+                        BuildError(format!("route {} names unknown upstream {name}", r.name))
+                    })?)
+                }
+                RouteTarget::Serve(builtin) => Target::Serve(*builtin),
+            };
             let name: Arc<str> = Arc::from(r.name.as_str());
             let deps = FilterDeps {
                 store: store.clone(),
@@ -117,7 +136,7 @@ impl Runtime {
             let filters = FilterChain::new(filters);
             let route = Route {
                 name,
-                upstream,
+                target,
                 rewrite: r.rewrite.clone(),
                 max_body: r.max_body,
                 filters,
@@ -165,7 +184,7 @@ fn fingerprint(config: &Config, r: &RouteConfig) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     let text = format!(
         "{}{:?}{:?}{}{:?}{:?}",
-        r.name, r.spec, r.rewrite, r.upstream, r.filters, config.filters
+        r.name, r.spec, r.rewrite, r.target, r.filters, config.filters
     );
     text.hash(&mut h);
     h.finish()
@@ -285,13 +304,19 @@ impl Gateway {
     }
 }
 
+/// The upstream group settings a route sends to (None for a built-in endpoint).
+fn group_of<'a>(config: &'a Config, route: &RouteConfig) -> Option<&'a config::UpstreamConfig> {
+    match &route.target {
+        RouteTarget::Upstream(name) => config.upstreams.get(name),
+        RouteTarget::Serve(_) => None,
+    }
+}
+
 fn summarize(old: &Config, new: &Config) -> ReloadSummary {
     // A route changed when anything that shapes its requests did: its own
     // settings, its upstream group, or the global filters in front of it.
     let same_route = |a: &RouteConfig, b: &RouteConfig| {
-        a == b
-            && old.upstreams.get(&a.upstream) == new.upstreams.get(&b.upstream)
-            && old.filters == new.filters
+        a == b && group_of(old, a) == group_of(new, b) && old.filters == new.filters
     };
     let mut s = ReloadSummary {
         hash: new.source.hash.clone(),

@@ -1,6 +1,6 @@
 //! JSON and text views of the running config for the admin API and the CLI.
 
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Target};
 use serde_json::{json, Value};
 
 /// The route table in resolution order, as `fingate routes` prints it.
@@ -13,7 +13,8 @@ pub fn routes_json(runtime: &Runtime) -> Value {
             json!({
                 "name": &*route.name,
                 "match": config.map(|c| match_json(&c.spec)),
-                "upstream": route.upstream.name(),
+                "upstream": route.upstream().map(|g| g.name()),
+                "serve": match route.target { Target::Serve(b) => Some(b.name()), Target::Upstream(_) => None },
                 "rewrite": config.and_then(|c| c.rewrite.as_ref()).map(describe_rewrite),
                 "filters": config.map(|c| runtime.config.filters.iter().chain(&c.filters).map(|f| f.config.name()).collect::<Vec<_>>()),
             })
@@ -102,7 +103,7 @@ pub fn routes_table(runtime: &Runtime) -> String {
             c.spec.host.clone().unwrap_or_else(|| "*".to_owned()),
             methods,
             pattern,
-            c.upstream.clone(),
+            c.target.to_string(),
             c.rewrite.as_ref().map_or("-".to_owned(), describe_rewrite),
             if filters.is_empty() {
                 "-".to_owned()

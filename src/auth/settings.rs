@@ -63,7 +63,8 @@ impl Default for AuthConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenEndpointConfig {
-    pub path: String,
+    /// Given: a route `token_endpoint` at this path is added (the shorthand).
+    pub path: Option<String>,
     pub default_ttl: Duration,
     pub max_ttl: Duration,
     /// Password checks running at once (each ≈ 30 ms of one core).
@@ -284,13 +285,19 @@ fn key(
 
 fn token_endpoint(te: TokenEndpointFile, errors: &mut Errors) -> TokenEndpointConfig {
     let base = "auth.token_endpoint";
-    let path = te.path.unwrap_or_else(|| "/auth/token".into());
-    if !path.starts_with('/') || path.contains(['?', '#', ' ', '%']) || path.contains("//") {
-        errors.push((
-            format!("{base}.path"),
-            format!("{path:?} is not a plain request path like /auth/token"),
-        ));
-    }
+    let plain =
+        |p: &String| p.starts_with('/') && !p.contains(['?', '#', ' ', '%']) && !p.contains("//");
+    let path = match te.path {
+        Some(path) if !plain(&path) => {
+            errors.push((
+                format!("{base}.path"),
+                format!("{path:?} is not a plain request path like /auth/token"),
+            ));
+            // Reported here; the route it would add would only repeat it.
+            None
+        }
+        path => path,
+    };
     let default_ttl = te.default_ttl.map_or(Duration::from_secs(900), |d| d.0);
     let max_ttl = te.max_ttl.map_or(Duration::from_secs(3600), |d| d.0);
     if default_ttl.is_zero() || default_ttl > max_ttl {

@@ -3,6 +3,7 @@
 //! ranges; that is `validate.rs`.
 
 use super::units::{DurationStr, SizeStr};
+use super::Builtin;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -169,7 +170,11 @@ pub struct RouteFile {
     pub name: String,
     #[serde(rename = "match")]
     pub matcher: MatchFile,
-    pub upstream: String,
+    /// Where requests go: an upstream group, or (`serve`) an endpoint of the gateway's own.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    #[serde(default)]
+    pub serve: Option<Builtin>,
     #[serde(default)]
     pub rewrite: Option<RewriteFile>,
     /// Largest request body on this route (`0B` = no body); default `limits.max_body`.

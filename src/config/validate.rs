@@ -140,9 +140,13 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let limits = limits(take("limits"), &mut errors);
     let trusted_proxies = trusted_proxies(take("trusted_proxies"), &mut errors);
     let shutdown_grace = shutdown_grace(take("shutdown"), &mut errors);
+    let targets = routes::Targets {
+        upstreams: &declared,
+        auth: &auth,
+    };
     let routes = routes(
         take("routes"),
-        &declared,
+        &targets,
         limits.max_body,
         &deps,
         &mut errors,

@@ -26,7 +26,7 @@ pub(super) fn record(session: &Session, e: Option<&Error>, ctx: &Ctx, status: u1
         .route
         .as_ref()
         .zip(ctx.target)
-        .and_then(|(r, i)| r.upstream.targets.get(i));
+        .and_then(|(r, i)| r.upstream()?.targets.get(i));
     if let Some(t) = target {
         let outcome = match e.map(|e| e.etype()) {
             _ if ctx.upstream_responded => Outcome::Ok,

@@ -5,20 +5,21 @@
 //! 2. **route** — the matched route (404 / 405 otherwise), the path to send
 //!    upstream, and the declared body size against the route's limit (413);
 //! 3. **filters** — the route's filter chain, which may answer;
-//! 4. then Pingora goes on to the upstream attempt (`upstream_peer`), the
-//!    response phase and the log, in `proxy.rs`.
+//! 4. **target** — a built-in endpoint (`serve:`) answers here; for an upstream,
+//!    Pingora goes on to the upstream attempt (`upstream_peer`), the response
+//!    phase and the log, in `proxy.rs`.
 //!
 //! A step refuses by returning a [`GatewayError`]; [`request_phase`] is the one
 //! place that turns it into an answer.
 
 use super::local::{body_refusal, reject, run_request_filters};
-use super::{auth, headers, Ctx};
+use super::{builtin, headers, Ctx};
 use crate::edge::checks::{check_head, Framing};
 use crate::edge::forwarded::{self, Owned};
 use crate::error::{ErrorCode, GatewayError};
 use crate::normalize::normalize_path;
 use crate::routing::Lookup;
-use crate::runtime::{Route, Runtime};
+use crate::runtime::{Route, Runtime, Target};
 use http::{header, HeaderValue, Method};
 use pingora::proxy::Session;
 use pingora::Result;
@@ -30,26 +31,23 @@ pub(super) async fn request_phase(
     ctx: &mut Ctx,
     runtime: &Runtime,
 ) -> Result<bool> {
-    let path = match admit(session, ctx, runtime) {
-        Ok(admitted) => admitted,
-        Err(refusal) => return reject(session, ctx, refusal).await.map(|()| true),
-    };
-    // The token endpoint and JWKS are the gateway's own, served before routing.
-    if auth::handles(runtime, &path.path)
-        && Box::pin(auth::serve(session, ctx, runtime, &path.path)).await?
-    {
-        return Ok(true);
-    }
-    let route = match route(session, ctx, runtime, path) {
+    let admitted = admit(session, ctx, runtime);
+    let route = match admitted.and_then(|a| route(session, ctx, runtime, a)) {
         Ok(route) => route,
         Err(refusal) => return reject(session, ctx, refusal).await.map(|()| true),
     };
-    if route.filters.is_empty() {
-        return Ok(false);
-    }
     // Boxed: a future holds what it awaits inline, and only routes with filters
     // should pay for the filter chain's state.
-    Box::pin(run_request_filters(session, ctx)).await
+    if !route.filters.is_empty() && Box::pin(run_request_filters(session, ctx)).await? {
+        return Ok(true);
+    }
+    match route.target {
+        Target::Upstream(_) => Ok(false),
+        Target::Serve(builtin) => {
+            Box::pin(builtin::serve(session, ctx, &runtime.auth, builtin)).await?;
+            Ok(true)
+        }
+    }
 }
 
 /// What admission found out about the request.

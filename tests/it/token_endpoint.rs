@@ -279,3 +279,37 @@ fn a_reload_says_when_auth_or_consumers_changed() {
     let fewer = rotated.replace("  - { username: bob, ", "  - { username: bobby, ");
     assert_eq!(reload(&fewer), json!(["consumers"]));
 }
+
+#[test]
+fn the_login_is_a_route_with_filters_metrics_and_logs_under_its_own_name() {
+    let m = Mock::one("accounts", "a", &[]);
+    // No `path` shorthand: the endpoint is served only where a route says so.
+    let yaml = config(m.addr("a"), NO_LOCKOUT).replace("path: /auth/token, ", "")
+        + "  - name: login\n    match: { path: /login, methods: [POST] }\n    serve: token_endpoint\n    filters:\n      - rate_limit: { key: ip, limit: 3, per: 1m }\n";
+    let gw = Gateway::start(&yaml);
+    let body = json!({"username": "alice", "password": PASSWORD}).to_string();
+    let post = |path: &str| {
+        request(
+            gw.addr,
+            "POST",
+            path,
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    let statuses: Vec<u16> = (0..4).map(|_| post("/login").status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // The rate limit's headers are on the answers it let through, too.
+    assert_eq!(post("/login").header("ratelimit-limit"), Some("3"));
+    // The shorthand's route is gone with its `path`.
+    assert_eq!(post("/auth/token").status, 404);
+    let ok = gw
+        .metric("fingate_requests_total{method=\"POST\",route=\"login\",status=\"200\"}")
+        .unwrap_or(0.0);
+    assert_eq!(ok, 3.0);
+    let log = wait_for(Duration::from_secs(5), "login log lines", || {
+        let log = gw.log();
+        (log.matches("\"route\":\"login\"").count() >= 5).then_some(log)
+    });
+    assert!(!log.contains("\"route\":\"token_endpoint\""), "{log}");
+}

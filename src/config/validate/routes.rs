@@ -121,13 +121,28 @@ fn build_filter(
     }
 }
 
-/// The `route` label of requests no configured route serves (see `context.rs` and
-/// `proxy/auth.rs`): a route of the same name would mix its numbers with theirs.
+/// `unmatched` labels requests no route serves; `token_endpoint` and `jwks` name the
+/// routes `auth.token_endpoint.path` adds. A route of the same name would mix its
+/// numbers with theirs.
 const RESERVED_ROUTE_NAMES: &[&str] = &["unmatched", "token_endpoint", "jwks"];
+
+/// Where a route was written: in `routes`, or added by a shorthand setting.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    File(usize),
+    Shorthand(&'static str),
+}
+
+/// What routes may point at: the declared upstream groups and the auth settings
+/// (which built-in endpoints can be served).
+pub(super) struct Targets<'a> {
+    pub upstreams: &'a [String],
+    pub auth: &'a crate::auth::AuthConfig,
+}
 
 pub(super) fn routes(
     value: Value,
-    declared: &[String],
+    targets: &Targets<'_>,
     default_max_body: u64,
     deps: &FilterDeps,
     errors: &mut Errors,
@@ -144,7 +159,7 @@ pub(super) fn routes(
         }
     };
     let mut names: HashMap<String, usize> = HashMap::new();
-    let mut out: Vec<(usize, RouteConfig)> = Vec::new();
+    let mut out: Vec<(Origin, RouteConfig)> = Vec::new();
     for (i, item) in items.into_iter().enumerate() {
         let base = format!("routes[{i}]");
         let Some(file) = typed::<RouteFile>(item, &base, errors) else {
@@ -164,9 +179,8 @@ pub(super) fn routes(
                 errors,
                 format!("{base}.name"),
                 format!(
-                    "route name {:?} is reserved: logs and metrics label the gateway's own answers with {}",
-                    file.name,
-                    RESERVED_ROUTE_NAMES.join(", ")
+                    "route name {:?} is reserved: `unmatched` labels requests no route serves; `token_endpoint` and `jwks` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
+                    file.name
                 ),
             );
         } else if let Some(first) = names.insert(file.name.clone(), i) {
@@ -179,28 +193,115 @@ pub(super) fn routes(
                 ),
             );
         }
-        // With no group declared, `upstreams` itself was already reported.
-        if !declared.is_empty() && !declared.contains(&file.upstream) {
-            push(
-                errors,
-                format!("{base}.upstream"),
-                format!(
-                    "unknown upstream {:?} (known: {})",
-                    file.upstream,
-                    declared.join(", ")
-                ),
-            );
-        }
-        if let Some(route) = route(file, &base, default_max_body, deps, errors) {
-            out.push((i, route));
+        let Some(target) = target(&file, &base, targets, errors) else {
+            continue;
+        };
+        if let Some(route) = route(file, target, &base, default_max_body, deps, errors) {
+            out.push((Origin::File(i), route));
         }
     }
+    out.extend(shorthand_routes(targets.auth, default_max_body));
     check_table(&out, errors);
     out.into_iter().map(|(_, r)| r).collect()
 }
 
+/// The route's `upstream` or `serve`: exactly one, and something that exists.
+fn target(
+    file: &RouteFile,
+    base: &str,
+    targets: &Targets<'_>,
+    errors: &mut Errors,
+) -> Option<RouteTarget> {
+    let declared = targets.upstreams;
+    match (&file.upstream, file.serve) {
+        (Some(name), None) => {
+            // With no group declared, `upstreams` itself was already reported.
+            if !declared.is_empty() && !declared.contains(name) {
+                push(
+                    errors,
+                    format!("{base}.upstream"),
+                    format!("unknown upstream {name:?} (known: {})", declared.join(", ")),
+                );
+            }
+            Some(RouteTarget::Upstream(name.clone()))
+        }
+        (None, Some(builtin)) => {
+            let missing = match builtin {
+                Builtin::TokenEndpoint if targets.auth.token_endpoint.is_none() => {
+                    Some("needs `auth.token_endpoint` (and a key with `sign: true`)")
+                }
+                Builtin::Jwks if !publishes_jwks(targets.auth) => Some(
+                    "needs an asymmetric signing key (`private_key_file` with `sign: true`): an HMAC secret has no public half to publish",
+                ),
+                _ => None,
+            };
+            if let Some(why) = missing {
+                push(
+                    errors,
+                    format!("{base}.serve"),
+                    format!("`{}` {why}", builtin.name()),
+                );
+            }
+            if file.rewrite.is_some() {
+                push(
+                    errors,
+                    format!("{base}.rewrite"),
+                    "a route with `serve` answers itself: `rewrite` applies to `upstream` routes only",
+                );
+            }
+            Some(RouteTarget::Serve(builtin))
+        }
+        _ => {
+            push(
+                errors,
+                base,
+                "give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks)",
+            );
+            None
+        }
+    }
+}
+
+fn publishes_jwks(auth: &crate::auth::AuthConfig) -> bool {
+    auth.keys.signing().is_some_and(|k| k.jwk.is_some())
+}
+
+/// The routes `auth.token_endpoint.path` adds: the token endpoint there, and the
+/// JWKS at its well-known path when the signing key is asymmetric.
+fn shorthand_routes(
+    auth: &crate::auth::AuthConfig,
+    default_max_body: u64,
+) -> Vec<(Origin, RouteConfig)> {
+    let Some(path) = auth.token_endpoint.as_ref().and_then(|te| te.path.clone()) else {
+        return Vec::new();
+    };
+    let route = |name: &str, path: String, builtin| RouteConfig {
+        name: name.to_owned(),
+        spec: RouteSpec {
+            host: None,
+            methods: None,
+            pattern: PathPattern::Exact(path),
+        },
+        target: RouteTarget::Serve(builtin),
+        rewrite: None,
+        max_body: default_max_body,
+        filters: Vec::new(),
+    };
+    let origin = Origin::Shorthand("auth.token_endpoint.path");
+    let mut out = vec![(
+        origin,
+        route("token_endpoint", path, Builtin::TokenEndpoint),
+    )];
+    if publishes_jwks(auth) {
+        let jwks = route("jwks", crate::auth::JWKS_PATH.to_owned(), Builtin::Jwks);
+        out.push((origin, jwks));
+    }
+    out
+}
+
 fn route(
     file: RouteFile,
+    target: RouteTarget,
     base: &str,
     default_max_body: u64,
     deps: &FilterDeps,
@@ -269,22 +370,25 @@ fn route(
         name: file.name,
         max_body: file.max_body.map_or(default_max_body, |s| s.0),
         spec,
-        upstream: file.upstream,
+        target,
         rewrite,
         filters,
     })
 }
 
 /// Builds the route table once to find conflicts and bad patterns.
-fn check_table(routes: &[(usize, RouteConfig)], errors: &mut Errors) {
+fn check_table(routes: &[(Origin, RouteConfig)], errors: &mut Errors) {
     let specs = routes.iter().map(|(_, r)| (r.spec.clone(), ())).collect();
     if let Err(table_errors) = RouteTable::build(specs) {
         let mut seen = BTreeSet::new();
         for e in table_errors {
-            let Some((file_index, _)) = routes.get(e.index) else {
+            let Some((origin, _)) = routes.get(e.index) else {
                 continue;
             };
-            let path = format!("routes[{file_index}].{}", e.field);
+            let path = match origin {
+                Origin::File(i) => format!("routes[{i}].{}", e.field),
+                Origin::Shorthand(setting) => (*setting).to_owned(),
+            };
             if seen.insert((path.clone(), e.message.clone())) {
                 // Table indexes count only valid routes; name routes by their file index.
                 push(errors, path, renumber(&e.message, routes));
@@ -293,20 +397,26 @@ fn check_table(routes: &[(usize, RouteConfig)], errors: &mut Errors) {
     }
 }
 
-/// Rewrites `routes[N]` references in a table message from table index to file index.
-fn renumber(message: &str, routes: &[(usize, RouteConfig)]) -> String {
+/// Rewrites `route N` references in a table message from table index to file
+/// index (or, for a route a setting added, to its name).
+fn renumber(message: &str, routes: &[(Origin, RouteConfig)]) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(at) = rest.find("route ") {
         out.push_str(&rest[..at + 6]);
         rest = &rest[at + 6..];
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if let Some((file_index, _)) = rest[..digits]
+        if let Some((origin, route)) = rest[..digits]
             .parse::<usize>()
             .ok()
             .and_then(|n| routes.get(n))
         {
-            out.push_str(&file_index.to_string());
+            match origin {
+                Origin::File(i) => out.push_str(&i.to_string()),
+                Origin::Shorthand(setting) => {
+                    out.push_str(&format!("{} (added by {setting})", route.name));
+                }
+            }
             rest = &rest[digits..];
         }
     }
