@@ -8,13 +8,12 @@ pub mod demo;
 pub mod file;
 pub mod interpolate;
 pub mod positions;
-pub mod units;
 mod validate;
 
 use crate::filter::FilterConfig;
 use crate::routing::{Rewrite, RouteSpec};
+pub use crate::store::{StoreBackend, StoreConfig};
 pub use demo::Secrets;
-pub use file::StoreBackend;
 use http::HeaderName;
 use positions::{Position, PositionIndex};
 use std::collections::BTreeMap;
@@ -30,7 +29,7 @@ pub struct Config {
     pub listen: Vec<Listener>,
     pub admin: Admin,
     pub threads: usize,
-    pub store: Store,
+    pub store: StoreConfig,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Global filters: run on every route, before the route's own.
     pub filters: Vec<FilterSpec>,
@@ -180,13 +179,6 @@ pub struct Admin {
     pub address: SocketAddr,
     /// Required for `/admin/*`; without it the admin API answers 403.
     pub api_key: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Store {
-    pub backend: StoreBackend,
-    pub url: Option<String>,
-    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,4 +24,5 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod units;
 pub mod upstream;

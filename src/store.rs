@@ -18,11 +18,31 @@ pub use limit::{Algorithm, Decision, Rule};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
-use crate::config::{Store as StoreConfig, StoreBackend};
 use async_trait::async_trait;
+use serde::Deserialize;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Where shared state lives (`store.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// In this process: one gateway.
+    #[default]
+    Memory,
+    /// In Redis: shared by a fleet.
+    Redis,
+}
+
+/// The `store:` settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub url: Option<String>,
+    /// Per store operation.
+    pub timeout: Duration,
+}
 
 /// Why a store operation gave no answer. The caller decides what that means
 /// (the rate limiter: a local fallback or 503, per its `on_store_error`).

@@ -3,7 +3,7 @@
 //! refused past u64), and what they display parses back to the same value.
 #![no_main]
 
-use fingate::config::units::{DurationStr, SizeStr};
+use fingate::units::{DurationStr, SizeStr};
 use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 

@@ -6,7 +6,8 @@ use super::consumers::{over_store, Consumer, READ_ONLY_MESSAGE};
 use super::token_endpoint::mint;
 use super::{password, settings};
 use crate::cli::ConsumersAction;
-use crate::config::{self, units::DurationStr, StoreBackend};
+use crate::config::{self, StoreBackend};
+use crate::units::DurationStr;
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
@@ -98,7 +99,7 @@ pub fn consumers(action: &ConsumersAction) -> anyhow::Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };
-    let store_settings = crate::config::Store {
+    let store_settings = crate::store::StoreConfig {
         timeout: config.store.timeout.max(CLI_STORE_TIMEOUT),
         ..config.store.clone()
     };

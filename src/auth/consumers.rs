@@ -9,8 +9,8 @@ mod shared;
 
 pub use shared::{SharedConsumers, CONSUMERS_KEY};
 
-use crate::config::StoreBackend;
 use crate::store::Store;
+use crate::store::StoreBackend;
 use async_trait::async_trait;
 use serde::Serialize;
 use std::collections::HashMap;

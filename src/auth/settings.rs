@@ -9,7 +9,7 @@ use super::consumers::Consumer;
 use super::keys::{self, Accept, KeySet, Material, Policy};
 use super::password;
 use super::throttle::ThrottleLimits;
-use crate::config::units::DurationStr;
+use crate::units::DurationStr;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml::Value;

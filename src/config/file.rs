@@ -2,8 +2,9 @@
 //! one (spec §2). Unknown keys are errors. Nothing here resolves names or checks
 //! ranges; that is `validate.rs`.
 
-use super::units::{DurationStr, SizeStr};
 use super::Builtin;
+use crate::store::StoreBackend;
+use crate::units::{DurationStr, SizeStr};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -46,14 +47,6 @@ pub struct AdminFile {
     pub address: String,
     #[serde(default)]
     pub api_key: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum StoreBackend {
-    #[default]
-    Memory,
-    Redis,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

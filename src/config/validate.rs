@@ -5,8 +5,7 @@
 
 use super::file::CacheFile;
 use super::file::{
-    BalanceFile, HealthCheckFile, ListenFile, RouteFile, StoreBackend, StoreFile, UpstreamFile,
-    TOP_LEVEL_KEYS,
+    BalanceFile, HealthCheckFile, ListenFile, RouteFile, StoreFile, UpstreamFile, TOP_LEVEL_KEYS,
 };
 use super::*;
 use crate::filter::cache::cache_before_auth;
@@ -288,7 +287,7 @@ fn threads(value: Value, errors: &mut Errors) -> usize {
     }
 }
 
-fn store(value: Value, errors: &mut Errors) -> Store {
+fn store(value: Value, errors: &mut Errors) -> StoreConfig {
     let file: StoreFile = if value.is_null() {
         StoreFile::default()
     } else {
@@ -320,7 +319,7 @@ fn store(value: Value, errors: &mut Errors) -> Store {
     if timeout.is_zero() {
         push(errors, "store.timeout", "must be greater than 0");
     }
-    Store {
+    StoreConfig {
         backend: file.backend,
         url: file.url,
         timeout,
@@ -344,7 +343,7 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
     let Some(f) = typed::<super::file::LimitsFile>(value, "limits", errors) else {
         return d;
     };
-    let size = |v: Option<units::SizeStr>, default: usize| {
+    let size = |v: Option<crate::units::SizeStr>, default: usize| {
         v.map_or(default, |s| usize::try_from(s.0).unwrap_or(usize::MAX))
     };
     let limits = Limits {

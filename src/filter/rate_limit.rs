@@ -11,12 +11,12 @@ mod coalesce;
 mod refused;
 
 use super::{header_name, Filter, FilterDeps, FilterError, Flow, HeaderEdit, OptionError};
-use crate::config::units::DurationStr;
-use crate::config::StoreBackend;
 use crate::context::RequestContext;
 use crate::error::{ErrorCode, GatewayError};
 use crate::metrics::metrics;
+use crate::store::StoreBackend;
 use crate::store::{Algorithm, Decision, MemoryStore, Rule, Store};
+use crate::units::DurationStr;
 use async_trait::async_trait;
 use coalesce::Coalescer;
 use http::{HeaderName, HeaderValue};

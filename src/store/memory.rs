@@ -4,7 +4,7 @@
 use super::attempts::{self, Attempt};
 use super::limit::{self, Algorithm, Decision, Rule, Window};
 use super::{now_us, Store, StoreError};
-use crate::config::StoreBackend;
+use crate::store::StoreBackend;
 use async_trait::async_trait;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};

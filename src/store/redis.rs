@@ -9,8 +9,8 @@
 use super::attempts::{Attempt, GIVE_BACK_LUA, TAKE_LUA};
 use super::limit::{Algorithm, Decision, Rule, GCRA_LUA, SLIDING_WINDOW_LUA};
 use super::{Store, StoreError};
-use crate::config::StoreBackend;
 use crate::metrics::metrics;
+use crate::store::StoreBackend;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};

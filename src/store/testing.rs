@@ -3,7 +3,7 @@
 //! and a switch that makes every decision fail (a dead one).
 
 use super::{Attempt, Decision, MemoryStore, Rule, Store, StoreError};
-use crate::config::StoreBackend;
+use crate::store::StoreBackend;
 use async_trait::async_trait;
 use std::sync::Mutex;
 use std::time::Duration;

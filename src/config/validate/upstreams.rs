@@ -106,7 +106,7 @@ fn upstream(
         .health_check
         .and_then(|h| health_check(h, &format!("{base}.health_check"), errors));
     let positive =
-        |d: Option<units::DurationStr>, default_ms: u64, key: &str, errors: &mut Errors| {
+        |d: Option<crate::units::DurationStr>, default_ms: u64, key: &str, errors: &mut Errors| {
             let d = d.map_or(Duration::from_millis(default_ms), |d| d.0);
             if d.is_zero() {
                 push(errors, format!("{base}.{key}"), "must be greater than 0");
