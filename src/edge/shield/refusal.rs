@@ -1,0 +1,92 @@
+//! The shield's own answers. It refuses before Pingora has a request to answer (an
+//! oversized or ambiguous head, the connection cap) or in the middle of a body (too
+//! many chunks), so it writes the answer itself, in the gateway's JSON error shape.
+
+use super::framing::Violation;
+use crate::context::new_request_id;
+
+/// The error every later read and write of a refused connection fails with, so
+/// nothing is answered after the shield's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Refused {
+    pub status: u16,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused by the connection shield with {}", self.status)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Refused {
+    pub fn io_error(self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, self)
+    }
+}
+
+/// What a violation is answered with: (status, reason phrase, error code, message).
+pub(super) fn describe(
+    v: Violation,
+    max_header_bytes: usize,
+) -> (u16, &'static str, &'static str, String) {
+    match v {
+        Violation::HeadTooLarge => (
+            431,
+            "Request Header Fields Too Large",
+            "request_header_fields_too_large",
+            format!("the request head is larger than {max_header_bytes} bytes"),
+        ),
+        Violation::AmbiguousFraming => (
+            400,
+            "Bad Request",
+            "bad_request",
+            "Content-Length and Transfer-Encoding together are ambiguous".into(),
+        ),
+        Violation::UnreadableLength => (
+            400,
+            "Bad Request",
+            "bad_request",
+            "the Content-Length header is padded beyond recognition".into(),
+        ),
+    }
+}
+
+/// A complete `Connection: close` response with the JSON error body.
+pub(super) fn answer(status: u16, reason: &str, code: &str, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "error": code,
+        "message": message,
+        "request_id": new_request_id(),
+    })
+    .to_string();
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if status == 503 {
+        out.push_str("Retry-After: 1\r\n");
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    out.into_bytes()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_complete_json_responses() {
+        let a = answer(431, "Request Header Fields Too Large", "x", "m \"q\"");
+        let text = String::from_utf8(a).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["message"], "m \"q\"");
+        assert_eq!(v["request_id"].as_str().unwrap().len(), 36);
+    }
+}

@@ -1,0 +1,125 @@
+//! Issue 14, an attacker's findings, each reproduced against the real binary over
+//! raw sockets (the shield's limits, the admin listener, pipelining).
+
+use crate::harness::*;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// One route, `/` to mock `a` (which serves `/_mock/echo` and `/diag/stream`).
+fn gateway(extra: &str) -> (Mock, Gateway) {
+    let a = Mock::one("accounts", "a", &[]);
+    let gw = Gateway::start(&format!(
+        "listen: [{{ address: '{{LISTEN}}' }}]\nadmin: {{ address: '{{ADMIN}}', api_key: '{{ADMIN_KEY}}' }}\n{extra}upstreams:\n  a: {{ targets: [{}] }}\nroutes:\n  - {{ name: all, match: {{ prefix: / }}, upstream: a }}\n",
+        a.addr("a")
+    ));
+    (a, gw)
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// Reads until the peer closes; None if it stays open and silent for `quiet`.
+fn read_until_closed(s: &mut TcpStream, quiet: Duration) -> Option<Vec<u8>> {
+    s.set_read_timeout(Some(quiet)).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if is_timeout(&e) => return None,
+            Err(_) => return Some(out),
+        }
+    }
+}
+
+fn status_of(answer: &[u8]) -> Option<u16> {
+    std::str::from_utf8(answer.get(9..12)?).ok()?.parse().ok()
+}
+
+fn body_of(answer: &[u8]) -> serde_json::Value {
+    let start = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    serde_json::from_slice(&answer[start..])
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(answer)))
+}
+
+/// An unfinished head: the request line and a header that never ends.
+fn unfinished_head(len: usize) -> Vec<u8> {
+    let mut head = b"GET /_mock/echo HTTP/1.1\r\nHost: h\r\nX-Big: ".to_vec();
+    head.resize(len, b'a');
+    head
+}
+
+/// Head size: an unfinished head over `max_header_bytes` was held (and buffered)
+/// until `header_timeout`, then answered 400; it is 431 as soon as it passes the limit.
+#[test]
+fn an_unfinished_head_over_max_header_bytes_is_refused_431_at_once() {
+    let (_a, gw) = gateway("limits: { header_timeout: 10s }\n");
+    for len in [40 * 1024, 110 * 1024] {
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        let started = Instant::now();
+        // The gateway may close before taking every byte.
+        let _ = s.write_all(&unfinished_head(len));
+        let answer = read_until_closed(&mut s, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("{len}: no answer within 5 s"));
+        let took = started.elapsed();
+        assert_eq!(
+            status_of(&answer),
+            Some(431),
+            "{len}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "{len}: answered after {took:?}"
+        );
+        let body = body_of(&answer);
+        assert_eq!(body["error"], "request_header_fields_too_large");
+        assert!(
+            body["message"].as_str().unwrap().contains("32768"),
+            "{body}"
+        );
+        assert_eq!(body["request_id"].as_str().unwrap().len(), 36, "{body}");
+    }
+    // A head just within the limit still goes through.
+    let filler = "v".repeat(32 * 1024 - 200);
+    let r = request(gw.addr, "GET", "/_mock/echo", &[("X-Fill", &filler)], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["headers"]["x-fill"][0], filler.as_str());
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Head size, the memory side: 200 connections each sending 1 MiB of an unfinished
+/// head made the gateway hold them all until the header deadline.
+#[test]
+fn unfinished_heads_cost_no_more_than_max_header_bytes() {
+    let (_a, gw) = gateway("limits: { header_timeout: 30s }\n");
+    let before = rss_kib(gw.pid());
+    let head = unfinished_head(1024 * 1024);
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(&head);
+        held.push(s);
+    }
+    // Give the gateway time to read whatever it is willing to buffer.
+    std::thread::sleep(Duration::from_secs(1));
+    let grown = rss_kib(gw.pid()).saturating_sub(before);
+    assert!(
+        grown < 40 * 1024,
+        "the gateway grew by {} MiB holding 200 unfinished heads",
+        grown / 1024
+    );
+    drop(held);
+}
