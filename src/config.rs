@@ -83,6 +83,9 @@ pub struct Limits {
     pub max_requests_per_connection: u32,
     /// Concurrent client connections per process; above it new ones get 503.
     pub max_connections: usize,
+    /// Chunks of one chunked request body (413 above): each costs a pass through
+    /// the proxy, however small.
+    pub max_chunks: u64,
     /// Refuse a `;` in the path (400). Some upstream servers cut a path at `;`
     /// (Tomcat's path parameters): `/admin;x` reaches a catch-all route here but is
     /// `/admin` there. Off by default: `;` is a legal path character.
@@ -102,6 +105,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_requests_per_connection: 1000,
             max_connections: 10_000,
+            max_chunks: 65_536,
             reject_semicolon: false,
         }
     }

@@ -204,6 +204,8 @@ pub struct LimitsFile {
     pub max_requests_per_connection: Option<u32>,
     #[serde(default)]
     pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub max_chunks: Option<u64>,
     /// `allow` (default) or `reject`.
     #[serde(default)]
     pub semicolon_in_path: Option<SemicolonInPath>,

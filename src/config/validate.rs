@@ -341,6 +341,7 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
             .max_requests_per_connection
             .unwrap_or(d.max_requests_per_connection),
         max_connections: f.max_connections.unwrap_or(d.max_connections),
+        max_chunks: f.max_chunks.unwrap_or(d.max_chunks),
         reject_semicolon: f.semicolon_in_path == Some(super::file::SemicolonInPath::Reject),
     };
     // Pingora refuses request heads over 1 MiB itself; above that a limit would be a lie.
@@ -372,8 +373,22 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
     if limits.max_connections == 0 {
         push(errors, "limits.max_connections", "must be at least 1");
     }
+    if !(1..=MAX_CHUNKS_CEILING).contains(&limits.max_chunks) {
+        push(
+            errors,
+            "limits.max_chunks",
+            format!(
+                "{} is out of range: use 1 to {MAX_CHUNKS_CEILING} chunks per request body",
+                limits.max_chunks
+            ),
+        );
+    }
     limits
 }
+
+/// Highest `limits.max_chunks`: a body of more chunks than this is a flood, not an
+/// upload (a 1 GiB body in 64-byte chunks is exactly this many).
+const MAX_CHUNKS_CEILING: u64 = 16 * 1024 * 1024;
 
 fn shutdown_grace(value: Value, errors: &mut Errors) -> Duration {
     let default = Duration::from_secs(30);

@@ -1,18 +1,21 @@
 //! Connection-level protection around Pingora's HTTP services (the public proxy): a
 //! cap on concurrent connections, a total deadline for receiving each request head,
-//! a limit on a head's size while it arrives, a minimum request-body rate, and the
-//! idle limit between requests.
+//! a limit on a head's size while it arrives, a minimum request-body rate, a limit
+//! on the chunks of a chunked body, and the idle limit between requests.
 //!
 //! Pingora reads request headers before any proxy hook runs, its read timeout
 //! restarts on every byte, and it buffers a head up to 1 MiB before judging it.
 //! [`Shield`] wraps each accepted stream in a [`Guarded`] stream that follows the
 //! requests on the raw bytes ([`framing`]): reads fail once a head takes longer
-//! than `header_timeout` or grows past `max_header_bytes`. After a head, a body
-//! must arrive at `min_body_rate` on average (after a grace period). Between
-//! requests, a kept-alive connection idle for `idle_timeout` is ended.
+//! than `header_timeout` or grows past `max_header_bytes`, or a chunked body passes
+//! `max_chunks`. After a head, a body must arrive at `min_body_rate` on average
+//! (after a grace period). Between requests, a kept-alive connection idle for
+//! `idle_timeout` is ended.
 
 mod framing;
 mod refusal;
+
+pub use refusal::status_of as refusal_status;
 
 use crate::config::Limits;
 use crate::runtime::Gateway;
@@ -111,6 +114,7 @@ impl From<&Limits> for ConnLimits {
             min_body_rate: l.min_body_rate,
             frame: FrameLimits {
                 max_header_bytes: l.max_header_bytes,
+                max_chunks: l.max_chunks,
             },
         }
     }
@@ -137,6 +141,8 @@ pub struct Guarded {
     body_rate: Option<(Instant, u64)>,
     /// Requests over (their response complete), counted by [`between_requests`].
     finished: AtomicU64,
+    /// The request (1-based) whose response the last write belonged to.
+    responding: u64,
     /// `idle_timeout` in milliseconds, as of the last [`between_requests`].
     idle_limit_ms: AtomicU64,
     /// When the current idle wait began (the first read between requests that had to wait).
@@ -181,6 +187,7 @@ impl Guarded {
             deadline: None,
             body_rate: None,
             finished: AtomicU64::new(0),
+            responding: 0,
             idle_limit_ms: AtomicU64::new(0),
             idle_since: None,
             idle_timer: None,
@@ -217,20 +224,30 @@ impl Guarded {
         Ok(())
     }
 
-    /// Whether the shield may answer a refusal itself: only when no response of an
-    /// earlier request is under way, so the answer can never land inside another
-    /// response. The refused head is not counted yet: every counted one must be over.
-    fn may_answer(&self) -> bool {
-        self.finished.load(Ordering::Relaxed) >= self.tracker.heads()
+    /// Whether the shield may answer a refusal itself: only when no response of
+    /// an earlier request (or, mid-body, of this one) is under way, so the answer
+    /// can never land inside another response.
+    fn may_answer(&self, v: Violation) -> bool {
+        let finished = self.finished.load(Ordering::Relaxed);
+        let heads = self.tracker.heads();
+        match v {
+            // The refused head is not counted yet: every counted one must be over.
+            Violation::HeadTooLarge | Violation::AmbiguousFraming | Violation::UnreadableLength => {
+                finished >= heads
+            }
+            // The body is the last counted head's.
+            Violation::TooManyChunks => finished + 1 == heads && self.responding != heads,
+        }
     }
 
     /// Ends the connection for `v`: answers when that is safe (best effort: the
     /// answer is small and the socket's buffer usually empty), then fails.
     fn refuse(&mut self, cx: &mut Context<'_>, v: Violation) -> std::io::Error {
         let frame = self.limits.frame;
-        let (status, reason, code, message) = refusal::describe(v, frame.max_header_bytes);
+        let (status, reason, code, message) =
+            refusal::describe(v, frame.max_header_bytes, frame.max_chunks);
         tracing::debug!(status, message, "connection refused by the shield");
-        if self.may_answer() {
+        if self.may_answer(v) {
             let answer = refusal::answer(status, reason, code, &message);
             let _ = Pin::new(&mut self.inner).poll_write(cx, &answer);
             let _ = Pin::new(&mut self.inner).poll_flush(cx);
@@ -299,6 +316,34 @@ impl Guarded {
             }
         }
     }
+
+    /// A write of response bytes finished as `r`; `first` is the start of what was
+    /// written.
+    fn after_write<T>(
+        &mut self,
+        r: Poll<std::io::Result<T>>,
+        progress: impl FnOnce(&T) -> bool,
+        first: &[u8],
+    ) -> Poll<std::io::Result<T>> {
+        if let Poll::Ready(Ok(v)) = &r {
+            // A final (not 1xx) response has started: it belongs to the oldest
+            // request not yet over.
+            if progress(v) && !first.is_empty() && !is_interim(first) {
+                self.responding = *self.finished.get_mut() + 1;
+            }
+        }
+        r
+    }
+}
+
+/// An interim (1xx) response head, e.g. the `100 Continue` sent before a client
+/// uploads its body: the request is still going on. Pingora writes a head in one
+/// piece.
+fn is_interim(written: &[u8]) -> bool {
+    (written.starts_with(b"HTTP/1.1 1") || written.starts_with(b"HTTP/1.0 1"))
+        && written
+            .get(10..12)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
 }
 
 impl AsyncRead for Guarded {
@@ -337,7 +382,8 @@ impl AsyncWrite for Guarded {
         if let Some(refused) = this.refused {
             return Poll::Ready(Err(refused.io_error()));
         }
-        Pin::new(&mut this.inner).poll_write(cx, data)
+        let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        this.after_write(r, |n| *n > 0, data)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
@@ -362,7 +408,12 @@ impl AsyncWrite for Guarded {
         if let Some(refused) = this.refused {
             return Poll::Ready(Err(refused.io_error()));
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        this.after_write(r, |n| *n > 0, first)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -427,5 +478,17 @@ impl GetSocketDigest for Guarded {
 impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
         self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_1xx_heads_are_interim() {
+        assert!(super::is_interim(b"HTTP/1.1 100 Continue\r\n\r\n"));
+        assert!(super::is_interim(b"HTTP/1.1 103 Early Hints\r\n"));
+        assert!(!super::is_interim(b"HTTP/1.1 200 OK\r\n"));
+        assert!(!super::is_interim(b"HTTP/1.1 1"));
+        assert!(!super::is_interim(b"{\"a\":1}"));
     }
 }

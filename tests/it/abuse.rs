@@ -123,3 +123,64 @@ fn unfinished_heads_cost_no_more_than_max_header_bytes() {
     );
     drop(held);
 }
+
+/// A chunked body of `chunks` one-byte chunks, as one raw request.
+fn chunked_post(path: &str, chunks: usize, extra_head: &str) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: h\r\n{extra_head}Transfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..chunks {
+        req.extend_from_slice(b"1\r\nx\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    req
+}
+
+fn exchange_raw(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(bytes);
+    read_until_closed(&mut s, Duration::from_secs(10)).expect("no answer within 10 s")
+}
+
+/// Chunks: a chunked body of very many tiny chunks was accepted whole (each
+/// chunk costs a pass through the proxy); past `max_chunks` it is refused with 413.
+#[test]
+fn a_chunked_body_of_too_many_chunks_is_refused_413() {
+    let (_a, gw) = gateway("limits: { max_chunks: 100 }\n");
+    let within = exchange_raw(gw.addr, &chunked_post("/_mock/echo", 100, ""));
+    assert_eq!(
+        status_of(&within),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&within)
+    );
+    assert!(String::from_utf8_lossy(&within).contains(&format!("\"body\":\"{}\"", "x".repeat(100))));
+
+    let over = exchange_raw(gw.addr, &chunked_post("/_mock/echo", 5000, ""));
+    assert_eq!(
+        status_of(&over),
+        Some(413),
+        "{}",
+        String::from_utf8_lossy(&over)
+    );
+    let body = body_of(&over);
+    assert_eq!(body["error"], "payload_too_large");
+    assert_eq!(body["request_id"].as_str().unwrap().len(), 36, "{body}");
+    assert_eq!(gw.get("/_mock/echo").status, 200);
+
+    // The unauthenticated login reads its body itself: the same limit holds there.
+    let m = Mock::one("accounts", "a", &[]);
+    let yaml = crate::authkit::config(m.addr("a"), crate::authkit::NO_LOCKOUT)
+        .replace("upstreams:\n", "limits: { max_chunks: 100 }\nupstreams:\n");
+    let auth = Gateway::start(&yaml);
+    let login = chunked_post("/auth/token", 5000, "Content-Type: application/json\r\n");
+    let answer = exchange_raw(auth.addr, &login);
+    assert_eq!(
+        status_of(&answer),
+        Some(413),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

@@ -17,12 +17,15 @@ pub(super) enum Violation {
     AmbiguousFraming,
     /// A `Content-Length` line too long to read here (padding hides the value).
     UnreadableLength,
+    /// A chunked body of more than `max_chunks` chunks.
+    TooManyChunks,
 }
 
 /// The limits the bytes are held to.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FrameLimits {
     pub max_header_bytes: usize,
+    pub max_chunks: u64,
 }
 
 #[derive(Debug)]
@@ -98,7 +101,7 @@ impl Tracker {
                     }
                 }
                 State::Chunked(chunks) => {
-                    let used = chunks.feed(data);
+                    let used = chunks.feed(data, limits.max_chunks)?;
                     body += used as u64;
                     data = &data[used..];
                     if chunks.done() {
@@ -296,12 +299,15 @@ enum Chunk {
     Done,
 }
 
-/// Finds the end of a chunked body.
+/// Counts the chunks of a chunked body and finds its end.
 ///
-/// Only frames: malformed chunk syntax is Pingora's to refuse.
+/// Only counts and frames: malformed chunk syntax is Pingora's to refuse. Each
+/// chunk costs a pass through the proxy, so their number is limited, not only the
+/// body's bytes.
 #[derive(Debug)]
 pub(super) struct ChunkScanner {
     at: Chunk,
+    chunks: u64,
 }
 
 impl Default for ChunkScanner {
@@ -311,6 +317,7 @@ impl Default for ChunkScanner {
                 size: 0,
                 digits_done: false,
             },
+            chunks: 0,
         }
     }
 }
@@ -321,7 +328,7 @@ impl ChunkScanner {
     }
 
     /// Follows `data`; returns how many of its bytes belong to the body.
-    fn feed(&mut self, data: &[u8]) -> usize {
+    fn feed(&mut self, data: &[u8], max_chunks: u64) -> Result<usize, Violation> {
         let mut pos = 0;
         while pos < data.len() && !self.done() {
             let rest = &data[pos..];
@@ -339,12 +346,16 @@ impl ChunkScanner {
                         }
                     }
                     let Some(end) = line_end else {
-                        return data.len();
+                        return Ok(data.len());
                     };
                     pos += end + 1;
                     self.at = if *size == 0 {
                         Chunk::Trailers { line: 0 }
                     } else {
+                        self.chunks += 1;
+                        if self.chunks > max_chunks {
+                            return Err(Violation::TooManyChunks);
+                        }
                         Chunk::Data(*size)
                     };
                 }
@@ -364,7 +375,7 @@ impl ChunkScanner {
                             digits_done: false,
                         };
                     }
-                    None => return data.len(),
+                    None => return Ok(data.len()),
                 },
                 Chunk::Trailers { line } => {
                     let line_end = memchr::memchr(b'\n', rest);
@@ -372,7 +383,7 @@ impl ChunkScanner {
                         *line = if *line == 0 && b == b'\r' { 1 } else { 2 };
                     }
                     let Some(end) = line_end else {
-                        return data.len();
+                        return Ok(data.len());
                     };
                     pos += end + 1;
                     self.at = if *line < 2 {
@@ -384,7 +395,7 @@ impl ChunkScanner {
                 Chunk::Done => {}
             }
         }
-        pos
+        Ok(pos)
     }
 }
 

@@ -4,6 +4,7 @@ use super::*;
 
 const ROOMY: FrameLimits = FrameLimits {
     max_header_bytes: 1 << 20,
+    max_chunks: 1 << 20,
 };
 
 fn scan(chunks: &[&[u8]]) -> (Option<(usize, usize)>, bool, bool) {
@@ -181,4 +182,22 @@ fn framing_the_shield_cannot_trust_is_refused() {
     );
     let spaced = b"POST /a HTTP/1.1\r\nContent-Length :  3 \r\n\r\nabc";
     assert_eq!(track(spaced, ROOMY), (Ok(3), 1, Position::Boundary));
+}
+
+#[test]
+fn chunks_are_counted_against_the_limit() {
+    let body = |n: usize| {
+        let mut b = b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..n {
+            b.extend_from_slice(b"1\r\nx\r\n");
+        }
+        b.extend_from_slice(b"0\r\n\r\n");
+        b
+    };
+    let limits = FrameLimits {
+        max_chunks: 10,
+        ..ROOMY
+    };
+    assert_eq!(track(&body(10), limits), (Ok(65), 1, Position::Boundary));
+    assert_eq!(track(&body(11), limits).0, Err(Violation::TooManyChunks));
 }

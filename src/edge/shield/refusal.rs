@@ -5,8 +5,9 @@
 use super::framing::Violation;
 use crate::context::new_request_id;
 
-/// The error every later read and write of a refused connection fails with, so
-/// nothing is answered after the shield's answer.
+/// The error every later read and write of a refused connection fails with. The
+/// proxy recognises it (see [`status_of`]) so it neither answers a second time nor
+/// logs the request as a client that went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Refused {
     pub status: u16,
@@ -26,10 +27,30 @@ impl Refused {
     }
 }
 
+/// The status a shield refusal answered, if `e` (or what caused it) is one.
+pub fn status_of(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if let Some(r) = e.downcast_ref::<Refused>() {
+            return Some(r.status);
+        }
+        if let Some(r) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<Refused>())
+        {
+            return Some(r.status);
+        }
+        at = e.source();
+    }
+    None
+}
+
 /// What a violation is answered with: (status, reason phrase, error code, message).
 pub(super) fn describe(
     v: Violation,
     max_header_bytes: usize,
+    max_chunks: u64,
 ) -> (u16, &'static str, &'static str, String) {
     match v {
         Violation::HeadTooLarge => (
@@ -49,6 +70,12 @@ pub(super) fn describe(
             "Bad Request",
             "bad_request",
             "the Content-Length header is padded beyond recognition".into(),
+        ),
+        Violation::TooManyChunks => (
+            413,
+            "Payload Too Large",
+            "payload_too_large",
+            format!("the request body has more than {max_chunks} chunks"),
         ),
     }
 }
@@ -88,5 +115,15 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["message"], "m \"q\"");
         assert_eq!(v["request_id"].as_str().unwrap().len(), 36);
+    }
+
+    #[test]
+    fn a_refusal_is_found_behind_the_errors_that_carry_it() {
+        let io = Refused { status: 413 }.io_error();
+        assert_eq!(status_of(&io), Some(413));
+        let other = std::io::Error::other("x");
+        assert_eq!(status_of(&other), None);
+        let wrapped = pingora::Error::because(pingora::ErrorType::ReadError, "reading", io);
+        assert_eq!(status_of(wrapped.root_cause()), Some(413));
     }
 }
