@@ -205,6 +205,8 @@ pub struct LimitsFile {
     #[serde(default)]
     pub max_connections: Option<usize>,
     #[serde(default)]
+    pub write_timeout: Option<DurationStr>,
+    #[serde(default)]
     pub max_chunks: Option<u64>,
     /// `allow` (default) or `reject`.
     #[serde(default)]

@@ -341,6 +341,7 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
             .max_requests_per_connection
             .unwrap_or(d.max_requests_per_connection),
         max_connections: f.max_connections.unwrap_or(d.max_connections),
+        write_timeout: f.write_timeout.map_or(d.write_timeout, |t| t.0),
         max_chunks: f.max_chunks.unwrap_or(d.max_chunks),
         reject_semicolon: f.semicolon_in_path == Some(super::file::SemicolonInPath::Reject),
     };
@@ -358,6 +359,7 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
         ("header_timeout", limits.header_timeout),
         ("body_timeout", limits.body_timeout),
         ("idle_timeout", limits.idle_timeout),
+        ("write_timeout", limits.write_timeout),
     ] {
         if d < Duration::from_secs(1) {
             push(errors, format!("limits.{key}"), "use at least 1s");

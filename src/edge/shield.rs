@@ -1,16 +1,18 @@
 //! Connection-level protection around Pingora's HTTP services (the public proxy): a
 //! cap on concurrent connections, a total deadline for receiving each request head,
 //! a limit on a head's size while it arrives, a minimum request-body rate, a limit
-//! on the chunks of a chunked body, and the idle limit between requests.
+//! on the chunks of a chunked body, a deadline for a client to take response bytes,
+//! and the idle limit between requests.
 //!
 //! Pingora reads request headers before any proxy hook runs, its read timeout
-//! restarts on every byte, and it buffers a head up to 1 MiB before judging it.
-//! [`Shield`] wraps each accepted stream in a [`Guarded`] stream that follows the
-//! requests on the raw bytes ([`framing`]): reads fail once a head takes longer
-//! than `header_timeout` or grows past `max_header_bytes`, or a chunked body passes
-//! `max_chunks`. After a head, a body must arrive at `min_body_rate` on average
-//! (after a grace period). Between requests, a kept-alive connection idle for
-//! `idle_timeout` is ended.
+//! restarts on every byte, and it buffers a head up to 1 MiB before judging it; its
+//! writes wait as long as a client does. [`Shield`] wraps each accepted stream in a
+//! [`Guarded`] stream that follows the requests on the raw bytes ([`framing`]):
+//! reads fail once a head takes longer than `header_timeout` or grows past
+//! `max_header_bytes`, or a chunked body passes `max_chunks`; writes fail once the
+//! client has taken nothing for `write_timeout`. After a head, a body must arrive
+//! at `min_body_rate` on average (after a grace period). Between requests, a
+//! kept-alive connection idle for `idle_timeout` is ended.
 
 mod framing;
 mod refusal;
@@ -103,6 +105,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Shield<A> {
 #[derive(Debug, Clone, Copy)]
 struct ConnLimits {
     header_timeout: Duration,
+    write_timeout: Duration,
     min_body_rate: u64,
     frame: FrameLimits,
 }
@@ -111,6 +114,7 @@ impl From<&Limits> for ConnLimits {
     fn from(l: &Limits) -> Self {
         Self {
             header_timeout: l.header_timeout,
+            write_timeout: l.write_timeout,
             min_body_rate: l.min_body_rate,
             frame: FrameLimits {
                 max_header_bytes: l.max_header_bytes,
@@ -151,9 +155,16 @@ pub struct Guarded {
     /// fires before the current deadline. Pingora's own keep-alive timeout made,
     /// registered and dropped a timer for every request.
     idle_timer: Option<Pin<Box<Sleep>>>,
+    /// A write is waiting for the client to take bytes; `write_timer` runs.
+    write_waiting: bool,
+    /// Kept across writes and moved when a new wait begins.
+    write_timer: Option<Pin<Box<Sleep>>>,
     /// The shield answered a refusal itself: every later read and write fails with
     /// it (so no second answer follows), and closing skips the graceful shutdown.
     refused: Option<Refused>,
+    /// The client stopped taking response bytes: closing skips the graceful
+    /// shutdown, whose flush would wait on that client again.
+    stalled: bool,
 }
 
 impl std::fmt::Debug for Guarded {
@@ -191,7 +202,10 @@ impl Guarded {
             idle_limit_ms: AtomicU64::new(0),
             idle_since: None,
             idle_timer: None,
+            write_waiting: false,
+            write_timer: None,
             refused: None,
+            stalled: false,
         }
     }
 
@@ -317,22 +331,53 @@ impl Guarded {
         }
     }
 
-    /// A write of response bytes finished as `r`; `first` is the start of what was
-    /// written.
+    /// A write (or flush) of response bytes finished as `r`; `first` is the start
+    /// of what was written (empty for a flush). A write the client takes nothing of
+    /// for `write_timeout` fails: Pingora then drops the request, and with it the
+    /// upstream connection that was feeding it.
     fn after_write<T>(
         &mut self,
+        cx: &mut Context<'_>,
         r: Poll<std::io::Result<T>>,
         progress: impl FnOnce(&T) -> bool,
         first: &[u8],
     ) -> Poll<std::io::Result<T>> {
-        if let Poll::Ready(Ok(v)) = &r {
-            // A final (not 1xx) response has started: it belongs to the oldest
-            // request not yet over.
-            if progress(v) && !first.is_empty() && !is_interim(first) {
-                self.responding = *self.finished.get_mut() + 1;
+        match &r {
+            Poll::Pending => {
+                if self.poll_write_stall(cx).is_ready() {
+                    self.stalled = true;
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client took no response bytes within limits.write_timeout",
+                    )));
+                }
             }
+            Poll::Ready(Ok(v)) if progress(v) => {
+                self.write_waiting = false;
+                // A final (not 1xx) response has started: it belongs to the oldest
+                // request not yet over.
+                if !first.is_empty() && !is_interim(first) {
+                    self.responding = *self.finished.get_mut() + 1;
+                }
+            }
+            Poll::Ready(_) => {}
         }
         r
+    }
+
+    fn poll_write_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.write_waiting {
+            self.write_waiting = true;
+            let at = tokio::time::Instant::now() + self.limits.write_timeout;
+            match &mut self.write_timer {
+                Some(timer) => timer.as_mut().reset(at),
+                None => self.write_timer = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+        }
+        match &mut self.write_timer {
+            Some(timer) => timer.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -383,21 +428,23 @@ impl AsyncWrite for Guarded {
             return Poll::Ready(Err(refused.io_error()));
         }
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        this.after_write(r, |n| *n > 0, data)
+        this.after_write(cx, r, |n| *n > 0, data)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         if let Some(refused) = this.refused {
             return Poll::Ready(Err(refused.io_error()));
         }
-        Pin::new(&mut this.inner).poll_flush(cx)
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.after_write(cx, r, |()| true, &[])
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        if this.refused.is_some() {
+        if this.refused.is_some() || this.stalled {
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.after_write(cx, r, |()| true, &[])
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
@@ -413,7 +460,7 @@ impl AsyncWrite for Guarded {
             .iter()
             .find(|b| !b.is_empty())
             .map_or(&[][..], |b| &b[..]);
-        this.after_write(r, |n| *n > 0, first)
+        this.after_write(cx, r, |n| *n > 0, first)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -424,11 +471,13 @@ impl AsyncWrite for Guarded {
 #[async_trait]
 impl Shutdown for Guarded {
     async fn shutdown(&mut self) {
-        if self.refused.is_some() {
-            // The answer is out; the client may still be sending.
+        if self.refused.is_some() || self.stalled {
+            // The flush inside a graceful shutdown would wait on the client again.
             return;
         }
-        Shutdown::shutdown(&mut *self.inner).await;
+        // A client that stops reading now cannot hold the close either.
+        let limit = self.limits.write_timeout;
+        let _ = tokio::time::timeout(limit, Shutdown::shutdown(&mut *self.inner)).await;
     }
 }
 impl UniqueID for Guarded {

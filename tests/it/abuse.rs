@@ -184,3 +184,46 @@ fn a_chunked_body_of_too_many_chunks_is_refused_413() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+fn in_flight(mock: std::net::SocketAddr) -> u64 {
+    get(mock, "/_mock/stats").json()["in_flight"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Slow readers: a client that asks for a large answer and stops reading held its
+/// connection and an upstream connection indefinitely.
+#[test]
+fn a_client_that_stops_reading_is_cut_at_write_timeout_and_the_upstream_freed() {
+    let (a, gw) = gateway("limits: { write_timeout: 1s }\n");
+    let mock = a.addr("a");
+    // A client that reads gets a large answer whole: the limit is on stalls, not size.
+    let r = get(gw.addr, "/diag/stream?size=8388608");
+    assert_eq!((r.status, r.body.len()), (200, 8_388_608));
+    assert_eq!(in_flight(mock), 0);
+
+    // 64 MiB asked for, nothing read: far more than every socket buffer between.
+    let mut stalled = TcpStream::connect(gw.addr).unwrap();
+    stalled
+        .write_all(b"GET /diag/stream?size=67108864 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    wait_for(Duration::from_secs(5), "the response in flight", || {
+        (in_flight(mock) == 1).then_some(())
+    });
+    let started = Instant::now();
+    wait_for(
+        Duration::from_secs(8),
+        "the upstream response to be abandoned",
+        || (in_flight(mock) == 0).then_some(()),
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "freed before the client ever stalled for write_timeout: {:?}",
+        started.elapsed()
+    );
+    // The client's connection was closed too, long before 64 MiB reached it.
+    let got = read_until_closed(&mut stalled, Duration::from_secs(3))
+        .expect("the stalled client's connection is still open");
+    assert!(got.len() < 64 * 1024 * 1024, "{} bytes", got.len());
+    assert_eq!(gw.get("/_mock/echo").status, 200);
+}
