@@ -93,6 +93,16 @@ fn check_key(session: &ServerSession, runtime: &Runtime) -> Option<Response<Vec<
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let response = self.answer(session).await;
+        // The shield may count this request over: the answer is written in one go.
+        let idle = self.gateway.current().config.limits.idle_timeout;
+        crate::edge::shield::between_requests(session.stream(), idle);
+        response
+    }
+}
+
+impl AdminApp {
+    async fn answer(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         // Drain the body so the connection can be reused; only the consumers API
         // reads it (a small JSON object), so keep at most 16 KiB.
         let mut body = Vec::new();

@@ -340,11 +340,17 @@ fn summarize(old: &Config, new: &Config) -> ReloadSummary {
     // The connection caps are sized once with the listeners (each new connection
     // takes the other limits as they are when it is accepted).
     let (a, b) = (&old.limits, &new.limits);
-    if (a.max_connections, a.max_requests_per_connection)
-        != (b.max_connections, b.max_requests_per_connection)
-    {
+    if (
+        a.max_connections,
+        a.admin_max_connections,
+        a.max_requests_per_connection,
+    ) != (
+        b.max_connections,
+        b.admin_max_connections,
+        b.max_requests_per_connection,
+    ) {
         s.restart_needed
-            .push("limits (max_connections, max_requests_per_connection)");
+            .push("limits (max_connections, admin_max_connections, max_requests_per_connection)");
     }
     s
 }

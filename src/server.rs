@@ -95,7 +95,16 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
                 })?,
         }
     }
-    let mut admin = Service::new("fingate admin".to_owned(), AdminApp::new(gateway.clone()));
+    // The admin listener gets the same guards (head deadline and size, body and
+    // write limits) with its own, smaller connection cap.
+    let mut admin = Service::new(
+        "fingate admin".to_owned(),
+        Shield::new(
+            AdminApp::new(gateway.clone()),
+            gateway.clone(),
+            limits.admin_max_connections,
+        ),
+    );
     admin.add_tcp(&admin_address.to_string());
     admin.threads = Some(1);
 

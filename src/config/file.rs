@@ -208,6 +208,8 @@ pub struct LimitsFile {
     pub write_timeout: Option<DurationStr>,
     #[serde(default)]
     pub max_chunks: Option<u64>,
+    #[serde(default)]
+    pub admin_max_connections: Option<usize>,
     /// `allow` (default) or `reject`.
     #[serde(default)]
     pub semicolon_in_path: Option<SemicolonInPath>,

@@ -1,8 +1,8 @@
-//! Connection-level protection around Pingora's HTTP services (the public proxy): a
-//! cap on concurrent connections, a total deadline for receiving each request head,
-//! a limit on a head's size while it arrives, a minimum request-body rate, a limit
-//! on the chunks of a chunked body, a deadline for a client to take response bytes,
-//! and the idle limit between requests.
+//! Connection-level protection around Pingora's HTTP services (the public proxy and
+//! the admin listener): a cap on concurrent connections, a total deadline for
+//! receiving each request head, a limit on a head's size while it arrives, a
+//! minimum request-body rate, a limit on the chunks of a chunked body, a deadline
+//! for a client to take response bytes, and the idle limit between requests.
 //!
 //! Pingora reads request headers before any proxy hook runs, its read timeout
 //! restarts on every byte, and it buffers a head up to 1 MiB before judging it; its
@@ -46,7 +46,7 @@ use tokio::time::Sleep;
 /// TCP slow start or a short stall is not punished.
 const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
-/// Wraps a Pingora app (the HTTP proxy) with the connection guards.
+/// Wraps a Pingora app (the HTTP proxy, the admin app) with the connection guards.
 pub struct Shield<A> {
     inner: Arc<A>,
     /// The live configuration: each new connection takes the limits in force when
@@ -176,9 +176,11 @@ impl std::fmt::Debug for Guarded {
     }
 }
 
-/// A request on `stream` is over (its response complete): the connection may now
-/// wait for its next request for at most `idle`, then it is ended. Called at the
-/// end of every request (the proxy's logging phase), so the limit follows reloads.
+/// A request on `stream` is over (its response complete, or about to be written in
+/// full by an app that answers in one piece): the connection may now wait for its
+/// next request for at most `idle`, then it is ended. Called at the end of every
+/// request (the proxy's logging phase, the admin app's answer), so the limit
+/// follows reloads.
 pub fn between_requests(stream: Option<&Stream>, idle: Duration) {
     let Some(guarded) = stream.and_then(|s| s.as_any().downcast_ref::<Guarded>()) else {
         return;

@@ -227,3 +227,109 @@ fn a_client_that_stops_reading_is_cut_at_write_timeout_and_the_upstream_freed() 
     assert!(got.len() < 64 * 1024 * 1024, "{} bytes", got.len());
     assert_eq!(gw.get("/_mock/echo").status, 200);
 }
+
+/// The admin listener had no head deadline (a head trickled one line
+/// a second stayed open) and no connection cap.
+#[test]
+fn the_admin_listener_has_a_head_deadline_and_a_connection_cap() {
+    let (_a, gw) = gateway("limits: { header_timeout: 1s, admin_max_connections: 3 }\n");
+    let mut s = TcpStream::connect(gw.admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let started = Instant::now();
+    s.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    let closed_after = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "a trickled admin head is still open after 6 s"
+        );
+        if s.write_all(b"X-Trickle: 1\r\n").is_err() {
+            break started.elapsed();
+        }
+        let mut buf = [0u8; 256];
+        match s.read(&mut buf) {
+            Err(e) if is_timeout(&e) => {}
+            _ => break started.elapsed(),
+        }
+    };
+    assert!(
+        closed_after >= Duration::from_millis(800),
+        "cut too early: {closed_after:?}"
+    );
+
+    // Three held connections fill the admin cap; the harness's readiness probe may
+    // still hold a slot for a moment, so hold until all three stay open.
+    let held = wait_for(
+        Duration::from_secs(5),
+        "three held admin connections",
+        || {
+            let held: Vec<TcpStream> = (0..3)
+                .map(|_| TcpStream::connect(gw.admin).unwrap())
+                .collect();
+            std::thread::sleep(Duration::from_millis(200));
+            held.iter()
+                .all(|c| {
+                    c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                    let mut byte = [0u8; 1];
+                    matches!((&*c).read(&mut byte), Err(e) if is_timeout(&e))
+                })
+                .then_some(held)
+        },
+    );
+    let mut fourth = TcpStream::connect(gw.admin).unwrap();
+    let _ = fourth.write_all(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n");
+    let answer = read_until_closed(&mut fourth, Duration::from_secs(3)).unwrap();
+    assert_eq!(
+        status_of(&answer),
+        Some(503),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(String::from_utf8_lossy(&answer).contains("too_many_connections"));
+    // The public listener has its own cap.
+    assert_eq!(gw.get("/_mock/echo").status, 200);
+    drop(held);
+    wait_for(Duration::from_secs(5), "a free admin slot", || {
+        try_request(gw.admin, "GET", "/healthz", &[], b"")
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+}
+
+/// The new limits are checked like the others: every problem, with its position.
+#[test]
+fn the_new_limits_are_validated_with_their_position() {
+    let bad = "\
+listen:
+  - address: 127.0.0.1:18080
+upstreams:
+  u: { targets: [127.0.0.1:9101] }
+routes:
+  - { name: a, match: { prefix: /a }, upstream: u }
+limits:
+  write_timeout: 500ms
+  max_chunks: 0
+  admin_max_connections: 5000
+";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.yaml"), bad).unwrap();
+    let (code, _out, err) = fingate(&["validate", "-c", "bad.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("bad.yaml:")).collect();
+    assert_eq!(
+        lines,
+        [
+            "bad.yaml:8:3: limits.write_timeout: use at least 1s",
+            "bad.yaml:9:3: limits.max_chunks: 0 is out of range: use 1 to 16777216 chunks per request body",
+            "bad.yaml:10:3: limits.admin_max_connections: 5000 is out of range: use 1 to 1024",
+        ],
+        "{err}"
+    );
+    let good = bad
+        .replace("500ms", "2s")
+        .replace("max_chunks: 0", "max_chunks: 100")
+        .replace("5000", "8");
+    std::fs::write(dir.path().join("good.yaml"), good).unwrap();
+    let (code, out, err) = fingate(&["validate", "-c", "good.yaml"], dir.path());
+    assert_eq!(code, 0, "{out}{err}");
+}
