@@ -94,7 +94,9 @@ fn check_key(session: &ServerSession, runtime: &Runtime) -> Option<Response<Vec<
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let response = self.answer(session).await;
-        // The shield may count this request over: the answer is written in one go.
+        // Pipelined requests are answered in order (the shield frames them), and
+        // the shield may count this request over: the answer is written in one go.
+        session.set_pipelining_enabled(true);
         let idle = self.gateway.current().config.limits.idle_timeout;
         crate::edge::shield::between_requests(session.stream(), idle);
         response

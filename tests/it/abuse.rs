@@ -333,3 +333,112 @@ limits:
     let (code, out, err) = fingate(&["validate", "-c", "good.yaml"], dir.path());
     assert_eq!(code, 0, "{out}{err}");
 }
+/// Reads one response (head and Content-Length body) from a kept-alive connection.
+fn read_response(s: &mut TcpStream) -> Response {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("the connection went quiet");
+        assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&raw));
+        raw.push(byte[0]);
+    }
+    let head = parse_response(&raw, true).unwrap();
+    let length: usize = head
+        .header("content-length")
+        .map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).unwrap();
+    Response { body, ..head }
+}
+
+/// Pipelining: two requests in one packet got one answer and a close without
+/// `Connection: close`. Both are answered, in order.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (a, gw) = gateway("");
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"GET /_mock/echo/one HTTP/1.1\r\nHost: h\r\n\r\nGET /_mock/echo/two HTTP/1.1\r\nHost: h\r\n\r\n",
+    )
+    .unwrap();
+    for path in ["/_mock/echo/one", "/_mock/echo/two"] {
+        let r = read_response(&mut s);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.json()["path"], path);
+        assert_ne!(r.header("connection"), Some("close"), "{path}");
+    }
+
+    // A body, then a request, in one packet; and a request sent while the one
+    // before is still waiting for its upstream.
+    let body = "{\"a\":1}";
+    s.write_all(
+        format!(
+            "POST /_mock/echo/three HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}GET /_mock/echo/four HTTP/1.1\r\nHost: h\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let three = read_response(&mut s);
+    assert_eq!(
+        (three.json()["path"].as_str(), three.json()["body"].as_str()),
+        (Some("/_mock/echo/three"), Some(body))
+    );
+    assert_eq!(read_response(&mut s).json()["path"], "/_mock/echo/four");
+    set_faults(a.addr("a"), r#"{"latency_ms": 400}"#);
+    s.write_all(b"GET /_mock/echo/five HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    s.write_all(b"GET /_mock/echo/six HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).json()["path"], "/_mock/echo/five");
+    let six = read_response(&mut s);
+    assert_eq!(six.json()["path"], "/_mock/echo/six");
+    assert_eq!(six.header("connection"), Some("close"));
+
+    // The admin listener too.
+    let mut admin = TcpStream::connect(gw.admin).unwrap();
+    admin
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    admin
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\nGET /readyz HTTP/1.1\r\nHost: h\r\n\r\n",
+        )
+        .unwrap();
+    assert_eq!(read_response(&mut admin).json()["status"], "ok");
+    assert_eq!(read_response(&mut admin).json()["status"], "ready");
+}
+
+/// A smuggling shape pipelined behind a request is seen by the shield too: the
+/// connection is closed and nothing reaches the upstream; sent after the first
+/// answer, it is answered 400 like any other.
+#[test]
+fn a_smuggling_head_pipelined_behind_a_request_closes_the_connection() {
+    let (a, gw) = gateway("");
+    let smuggle = "POST /smuggled HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.write_all(format!("GET /_mock/echo/first HTTP/1.1\r\nHost: h\r\n\r\n{smuggle}").as_bytes())
+        .unwrap();
+    // Read together with the request before it: neither is answered.
+    let answer = read_until_closed(&mut s, Duration::from_secs(5)).expect("left open");
+    assert_eq!(String::from_utf8_lossy(&answer), "");
+
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /_mock/echo/first HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).status, 200);
+    s.write_all(smuggle.as_bytes()).unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(5)).expect("left open");
+    assert_eq!(
+        status_of(&answer),
+        Some(400),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(body_of(&answer)["error"], "bad_request");
+    let stats = get(a.addr("a"), "/_mock/stats").json();
+    assert_eq!(stats["requests"], 0, "{stats}");
+}
