@@ -97,6 +97,18 @@ fn check_key(session: &ServerSession, runtime: &Runtime) -> Option<Response<Vec<
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let response = self.answer(session).await;
+        // Pipelined requests are answered in order (the shield frames them), and
+        // the shield may count this request over: the answer is written in one go.
+        session.set_pipelining_enabled(true);
+        let idle = self.gateway.current().config.limits.idle_timeout;
+        crate::edge::shield::between_requests(session.stream(), idle);
+        response
+    }
+}
+
+impl AdminApp {
+    async fn answer(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         // Drain the body so the connection can be reused; only the consumers API
         // reads it (a small JSON object), so keep at most 16 KiB.
         let mut body = Vec::new();

@@ -88,6 +88,14 @@ pub struct Limits {
     pub max_requests_per_connection: u32,
     /// Concurrent client connections per process; above it new ones get 503.
     pub max_connections: usize,
+    /// Longest a client may take no response bytes before it is disconnected (and
+    /// the upstream connection feeding it freed).
+    pub write_timeout: Duration,
+    /// Chunks of one chunked request body (413 above): each costs a pass through
+    /// the proxy, however small.
+    pub max_chunks: u64,
+    /// Concurrent connections to the admin listener; above it new ones get 503.
+    pub admin_max_connections: usize,
     /// Refuse a `;` in the path (400). Some upstream servers cut a path at `;`
     /// (Tomcat's path parameters): `/admin;x` reaches a catch-all route here but is
     /// `/admin` there. Off by default: `;` is a legal path character.
@@ -107,6 +115,9 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_requests_per_connection: 1000,
             max_connections: 10_000,
+            write_timeout: Duration::from_secs(30),
+            max_chunks: 65_536,
+            admin_max_connections: 64,
             reject_semicolon: false,
         }
     }

@@ -270,6 +270,14 @@ impl ProxyHttp for Proxy {
         e: &Error,
         ctx: &mut Box<Ctx>,
     ) -> FailToProxy {
+        if let Some(status) = shield::refusal_status(e.root_cause()) {
+            // The shield has answered (or closed) the connection itself.
+            ctx.local_status = status;
+            return FailToProxy {
+                error_code: status,
+                can_reuse_downstream: false,
+            };
+        }
         let upstream = ctx
             .route
             .as_ref()

@@ -367,22 +367,20 @@ fn summarize(old: &Config, new: &Config) -> ReloadSummary {
     if old.threads != new.threads {
         s.restart_needed.push("threads");
     }
-    // The connection guards are built once with the listeners.
+    // The connection caps are sized once with the listeners (each new connection
+    // takes the other limits as they are when it is accepted).
     let (a, b) = (&old.limits, &new.limits);
     if (
-        a.header_timeout,
-        a.min_body_rate,
         a.max_connections,
+        a.admin_max_connections,
         a.max_requests_per_connection,
     ) != (
-        b.header_timeout,
-        b.min_body_rate,
         b.max_connections,
+        b.admin_max_connections,
         b.max_requests_per_connection,
     ) {
-        s.restart_needed.push(
-            "limits (header_timeout, min_body_rate, max_connections, max_requests_per_connection)",
-        );
+        s.restart_needed
+            .push("limits (max_connections, admin_max_connections, max_requests_per_connection)");
     }
     s
 }

@@ -75,7 +75,10 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
     let mut http_options = HttpServerOptions::default();
     http_options.keepalive_request_limit = Some(limits.max_requests_per_connection);
     http.server_options = Some(http_options);
-    let mut proxy = Service::new("fingate proxy".to_owned(), Shield::new(http, &limits));
+    let mut proxy = Service::new(
+        "fingate proxy".to_owned(),
+        Shield::new(http, gateway.clone(), limits.max_connections),
+    );
     for l in &listen {
         let address = l.address.to_string();
         match &l.tls {
@@ -92,7 +95,16 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
                 })?,
         }
     }
-    let mut admin = Service::new("fingate admin".to_owned(), AdminApp::new(gateway.clone()));
+    // The admin listener gets the same guards (head deadline and size, body and
+    // write limits) with its own, smaller connection cap.
+    let mut admin = Service::new(
+        "fingate admin".to_owned(),
+        Shield::new(
+            AdminApp::new(gateway.clone()),
+            gateway.clone(),
+            limits.admin_max_connections,
+        ),
+    );
     admin.add_tcp(&admin_address.to_string());
     admin.threads = Some(1);
 

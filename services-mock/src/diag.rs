@@ -3,10 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use axum::body::to_bytes;
+use axum::body::{to_bytes, Body, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
@@ -33,6 +35,10 @@ pub struct Stats {
     /// Client addresses (ip:port) that sent business or echo requests: one per
     /// connection, so a gateway test can tell whether it reuses upstream connections.
     peers: Mutex<HashSet<SocketAddr>>,
+    /// Counted requests whose response is not yet fully handed to the connection
+    /// (or dropped with it): a gateway test sees whether a stalled response still
+    /// holds its upstream connection.
+    in_flight: Arc<AtomicU64>,
 }
 
 impl Stats {
@@ -55,6 +61,7 @@ impl Stats {
             "instance": instance,
             "requests": self.requests.load(Ordering::SeqCst),
             "connections": lock(&self.peers).len(),
+            "in_flight": self.in_flight.load(Ordering::SeqCst),
             "by_path": by_path,
         })
     }
@@ -84,15 +91,67 @@ pub async fn count(State(stats): State<Arc<Stats>>, req: Request, next: Next) ->
     if counted(path) {
         stats.record(path);
     }
-    if connection_counted(path) {
-        if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            let mut peers = lock(&stats.peers);
-            if peers.len() < MAX_TRACKED_PATHS {
-                peers.insert(*peer);
-            }
+    if !connection_counted(path) {
+        return next.run(req).await;
+    }
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let mut peers = lock(&stats.peers);
+        if peers.len() < MAX_TRACKED_PATHS {
+            peers.insert(*peer);
         }
     }
-    next.run(req).await
+    let guard = InFlight::enter(&stats.in_flight);
+    let (parts, body) = next.run(req).await.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(Tracked {
+            inner: body,
+            _guard: guard,
+        }),
+    )
+}
+
+/// One request in flight; leaving it (drop) counts it out.
+struct InFlight(Arc<AtomicU64>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicU64>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that keeps its request counted in flight until the server has
+/// taken its last frame or dropped it (the connection closed).
+struct Tracked {
+    inner: Body,
+    _guard: InFlight,
+}
+
+impl HttpBody for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Outermost layer, so even fault and 404 answers say who produced them.
@@ -154,6 +213,10 @@ mod tests {
         assert_eq!(v["instance"], "accounts-1");
         s.reset();
         assert_eq!(s.snapshot("x")["requests"], 0);
+        let guard = InFlight::enter(&s.in_flight);
+        assert_eq!(s.snapshot("x")["in_flight"], 1);
+        drop(guard);
+        assert_eq!(s.snapshot("x")["in_flight"], 0);
         assert!(!counted("/health"));
         assert!(!counted("/_mock/echo"));
         assert!(counted("/_mockery"));

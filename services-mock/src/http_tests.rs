@@ -347,3 +347,49 @@ async fn fault_knobs_and_stats() {
         (Some(0), Some(500))
     );
 }
+
+/// `/diag/stream` sends exactly `size` bytes, made as the connection takes them;
+/// a reader that stops leaves the response in flight until its connection closes.
+#[tokio::test]
+async fn streamed_bodies_and_the_in_flight_count() {
+    let addrs = start_all().await;
+    let a = addr_of(&addrs, "accounts-1");
+    let r = http(a, "GET", "/diag/stream?size=200000", &[], "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("200000"));
+    assert_eq!(r.body.len(), 200_000);
+    assert!(r.body.iter().all(|b| *b == b'x'));
+    let in_flight =
+        || async { http(a, "GET", "/_mock/stats", &[], "").await.json()["in_flight"].as_u64() };
+    assert_eq!(in_flight().await, Some(0));
+
+    // A client that asks for 64 MiB and reads nothing.
+    let mut stalled = TcpStream::connect(a).await.unwrap();
+    stalled
+        .write_all(b"GET /diag/stream?size=67108864 HTTP/1.1\r\nHost: mock\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while in_flight().await != Some(1) {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        in_flight().await,
+        Some(1),
+        "a stalled response stays in flight"
+    );
+    drop(stalled);
+    let closed = Instant::now();
+    while in_flight().await != Some(0) {
+        assert!(
+            closed.elapsed() < Duration::from_secs(5),
+            "still in flight after the client left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -14,6 +14,7 @@ mod payments;
 mod respond;
 mod server;
 mod service;
+mod stream;
 
 #[cfg(test)]
 mod http_tests;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::faults::FaultConfig;
 use crate::ledger::SharedLedger;
-use crate::{accounts, fx, loans, payments, respond, service};
+use crate::{accounts, fx, loans, payments, respond, service, stream};
 
 /// In-flight requests get this long to finish after a shutdown signal; a
 /// request parked in injected latency must not keep the process alive.
@@ -20,7 +20,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn accounts_instance(name: &str, ledger: SharedLedger, faults: FaultConfig) -> Router {
     let business = accounts::router(ledger)
         .merge(fx::router())
-        .merge(respond::router());
+        .merge(respond::router())
+        .merge(stream::router());
     service::instance_router(name, faults, business)
 }
 

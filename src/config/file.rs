@@ -202,6 +202,12 @@ pub struct LimitsFile {
     pub max_requests_per_connection: Option<u32>,
     #[serde(default)]
     pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub write_timeout: Option<DurationStr>,
+    #[serde(default)]
+    pub max_chunks: Option<u64>,
+    #[serde(default)]
+    pub admin_max_connections: Option<usize>,
     /// `allow` (default) or `reject`.
     #[serde(default)]
     pub semicolon_in_path: Option<SemicolonInPath>,

@@ -359,6 +359,9 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
             .max_requests_per_connection
             .unwrap_or(d.max_requests_per_connection),
         max_connections: f.max_connections.unwrap_or(d.max_connections),
+        write_timeout: f.write_timeout.map_or(d.write_timeout, |t| t.0),
+        max_chunks: f.max_chunks.unwrap_or(d.max_chunks),
+        admin_max_connections: f.admin_max_connections.unwrap_or(d.admin_max_connections),
         reject_semicolon: f.semicolon_in_path == Some(super::file::SemicolonInPath::Reject),
     };
     // Pingora refuses request heads over 1 MiB itself; above that a limit would be a lie.
@@ -375,6 +378,7 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
         ("header_timeout", limits.header_timeout),
         ("body_timeout", limits.body_timeout),
         ("idle_timeout", limits.idle_timeout),
+        ("write_timeout", limits.write_timeout),
     ] {
         if d < Duration::from_secs(1) {
             push(errors, format!("limits.{key}"), "use at least 1s");
@@ -390,8 +394,36 @@ fn limits(value: Value, errors: &mut Errors) -> Limits {
     if limits.max_connections == 0 {
         push(errors, "limits.max_connections", "must be at least 1");
     }
+    if !(1..=MAX_CHUNKS_CEILING).contains(&limits.max_chunks) {
+        push(
+            errors,
+            "limits.max_chunks",
+            format!(
+                "{} is out of range: use 1 to {MAX_CHUNKS_CEILING} chunks per request body",
+                limits.max_chunks
+            ),
+        );
+    }
+    if !(1..=ADMIN_CONNECTIONS_CEILING).contains(&limits.admin_max_connections) {
+        push(
+            errors,
+            "limits.admin_max_connections",
+            format!(
+                "{} is out of range: use 1 to {ADMIN_CONNECTIONS_CEILING}",
+                limits.admin_max_connections
+            ),
+        );
+    }
     limits
 }
+
+/// Highest `limits.max_chunks`: a body of more chunks than this is a flood, not an
+/// upload (a 1 GiB body in 64-byte chunks is exactly this many).
+const MAX_CHUNKS_CEILING: u64 = 16 * 1024 * 1024;
+
+/// Highest `limits.admin_max_connections`: the admin listener serves operators and
+/// scrapers, never the public.
+const ADMIN_CONNECTIONS_CEILING: usize = 1024;
 
 fn shutdown_grace(value: Value, errors: &mut Errors) -> Duration {
     let default = Duration::from_secs(30);

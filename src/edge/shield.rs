@@ -1,19 +1,28 @@
-//! Connection-level protection around Pingora's HTTP service: a cap on concurrent
-//! client connections, a total deadline for receiving request headers, and a
-//! minimum request-body rate.
+//! Connection-level protection around Pingora's HTTP services (the public proxy and
+//! the admin listener): a cap on concurrent connections, a total deadline for
+//! receiving each request head, a limit on a head's size while it arrives, a
+//! minimum request-body rate, a limit on the chunks of a chunked body, a deadline
+//! for a client to take response bytes, and the idle limit between requests.
 //!
-//! Pingora reads request headers before any proxy hook runs, and its read timeout
-//! restarts on every byte, so a client sending one header byte per second keeps a
-//! connection forever. [`Shield`] wraps each accepted stream in a [`Guarded`] stream
-//! that watches the bytes go by: from the start of a request until the blank line
-//! that ends its headers, reads fail once `header_timeout` has passed. After the
-//! headers, a body must arrive at `min_body_rate` on average (after a grace period).
-//! Between requests, a kept-alive connection idle for `idle_timeout` is ended.
+//! Pingora reads request headers before any proxy hook runs, its read timeout
+//! restarts on every byte, and it buffers a head up to 1 MiB before judging it; its
+//! writes wait as long as a client does. [`Shield`] wraps each accepted stream in a
+//! [`Guarded`] stream that follows the requests on the raw bytes ([`framing`]):
+//! reads fail once a head takes longer than `header_timeout` or grows past
+//! `max_header_bytes`, or a chunked body passes `max_chunks`; writes fail once the
+//! client has taken nothing for `write_timeout`. After a head, a body must arrive
+//! at `min_body_rate` on average (after a grace period). Between requests, a
+//! kept-alive connection idle for `idle_timeout` is ended.
+
+mod framing;
+mod refusal;
+
+pub use refusal::status_of as refusal_status;
 
 use crate::config::Limits;
-use crate::context::new_request_id;
-use crate::error::{ErrorCode, GatewayError};
+use crate::runtime::Gateway;
 use async_trait::async_trait;
+use framing::{FrameLimits, Position, Tracker, Violation};
 use pingora::apps::ServerApp;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::{
@@ -22,9 +31,10 @@ use pingora::protocols::{
 };
 use pingora::protocols::{SocketDigest, TimingDigest};
 use pingora::server::ShutdownWatch;
+use refusal::Refused;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -36,31 +46,23 @@ use tokio::time::Sleep;
 /// TCP slow start or a short stall is not punished.
 const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
-/// The refusal sent when the connection cap is reached.
-fn too_many() -> Vec<u8> {
-    GatewayError::new(
-        ErrorCode::TooManyConnections,
-        "the gateway is at its connection cap",
-    )
-    .retry_after(Duration::from_secs(1))
-    .to_http1(Some(&new_request_id()))
-}
-
-/// Wraps a Pingora app (the HTTP proxy) with the connection guards.
+/// Wraps a Pingora app (the HTTP proxy, the admin app) with the connection guards.
 pub struct Shield<A> {
     inner: Arc<A>,
-    header_timeout: Duration,
-    min_body_rate: u64,
+    /// The live configuration: each new connection takes the limits in force when
+    /// it is accepted, so they follow reloads.
+    gateway: Arc<Gateway>,
     connections: Arc<Semaphore>,
 }
 
 impl<A> Shield<A> {
-    pub fn new(inner: A, limits: &Limits) -> Self {
+    /// `max_connections` caps this listener's concurrent connections (fixed for
+    /// the life of the process: the semaphore is sized once).
+    pub fn new(inner: A, gateway: Arc<Gateway>, max_connections: usize) -> Self {
         Self {
             inner: Arc::new(inner),
-            header_timeout: limits.header_timeout,
-            min_body_rate: limits.min_body_rate,
-            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            gateway,
+            connections: Arc::new(Semaphore::new(max_connections)),
         }
     }
 }
@@ -77,17 +79,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Shield<A> {
         if !stream.as_any().is::<Guarded>() {
             let Ok(permit) = self.connections.clone().try_acquire_owned() else {
                 tracing::warn!("connection cap reached: refusing a new client connection");
-                let _ = stream.write_all(&too_many()).await;
+                let answer = refusal::answer(&refusal::too_many_connections());
+                let _ = stream.write_all(&answer).await;
                 let _ = stream.flush().await;
                 Shutdown::shutdown(&mut *stream).await;
                 return None;
             };
-            stream = Box::new(Guarded::new(
-                stream,
-                permit,
-                self.header_timeout,
-                self.min_body_rate,
-            ));
+            let limits = ConnLimits::from(&self.gateway.current().config.limits);
+            stream = Box::new(Guarded::new(stream, permit, limits));
         }
         self.inner.process_new(stream, shutdown).await
     }
@@ -97,36 +96,52 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Shield<A> {
     }
 }
 
-#[derive(Debug)]
-enum Phase {
-    /// Waiting for (the rest of) a request head.
-    Head(HeadScanner),
-    /// After the head: body bytes so far, since `started` (the first of them, so
-    /// a request without a body never reads the clock here).
-    Body {
-        started: Option<Instant>,
-        bytes: u64,
-    },
+/// The limits one connection is held to, as configured when it was accepted.
+#[derive(Debug, Clone, Copy)]
+struct ConnLimits {
+    header_timeout: Duration,
+    write_timeout: Duration,
+    min_body_rate: u64,
+    frame: FrameLimits,
+}
+
+impl From<&Limits> for ConnLimits {
+    fn from(l: &Limits) -> Self {
+        Self {
+            header_timeout: l.header_timeout,
+            write_timeout: l.write_timeout,
+            min_body_rate: l.min_body_rate,
+            frame: FrameLimits {
+                max_header_bytes: l.max_header_bytes,
+                max_chunks: l.max_chunks,
+            },
+        }
+    }
+}
+
+/// Why bytes just read end the connection.
+enum Cut {
+    Refuse(Violation),
+    SlowBody,
 }
 
 /// A client connection under the shield's rules. Holds its connection-cap permit.
 pub struct Guarded {
     inner: Stream,
     _permit: OwnedSemaphorePermit,
-    phase: Phase,
+    limits: ConnLimits,
+    tracker: Tracker,
     /// The current head's deadline, `header_timeout` after the first time a read
     /// inside it had to wait (for the first request that is right after accept:
     /// a connection that sends nothing is also slow). Most heads arrive in one
-    /// read, so most requests never read the clock or make a timer (a timer per
-    /// request showed in the load profile, benches/RESULTS.md).
+    /// read, so most requests never read the clock or make a timer.
     deadline: Option<Pin<Box<Sleep>>>,
-    header_timeout: Duration,
-    min_body_rate: u64,
-    /// A response was written since the last head: the next bytes start a new request.
-    responded: bool,
-    /// Set when a request is over ([`between_requests`]); cleared by the next
-    /// request's first byte.
-    between: AtomicBool,
+    /// The current body's first byte and its bytes since, for `min_body_rate`.
+    body_rate: Option<(Instant, u64)>,
+    /// Requests over (their response complete), counted by [`between_requests`].
+    finished: AtomicU64,
+    /// The request (1-based) whose response the last write belonged to.
+    responding: u64,
     /// `idle_timeout` in milliseconds, as of the last [`between_requests`].
     idle_limit_ms: AtomicU64,
     /// When the current idle wait began (the first read between requests that had to wait).
@@ -135,42 +150,167 @@ pub struct Guarded {
     /// fires before the current deadline. Pingora's own keep-alive timeout made,
     /// registered and dropped a timer for every request.
     idle_timer: Option<Pin<Box<Sleep>>>,
+    /// A write is waiting for the client to take bytes; `write_timer` runs.
+    write_waiting: bool,
+    /// Kept across writes and moved when a new wait begins.
+    write_timer: Option<Pin<Box<Sleep>>>,
+    /// The shield answered a refusal itself: every later read and write fails with
+    /// it (so no second answer follows), and closing skips the graceful shutdown.
+    refused: Option<Refused>,
+    /// The client stopped taking response bytes: closing skips the graceful
+    /// shutdown, whose flush would wait on that client again.
+    stalled: bool,
 }
 
 impl std::fmt::Debug for Guarded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guarded")
             .field("inner", &self.inner)
-            .field("phase", &self.phase)
+            .field("tracker", &self.tracker)
             .finish()
     }
 }
 
+/// A request on `stream` is over (its response complete, or about to be written in
+/// full by an app that answers in one piece): the connection may now wait for its
+/// next request for at most `idle`, then it is ended. Called at the end of every
+/// request (the proxy's logging phase, the admin app's answer), so the limit
+/// follows reloads.
+pub fn between_requests(stream: Option<&Stream>, idle: Duration) {
+    let Some(guarded) = stream.and_then(|s| s.as_any().downcast_ref::<Guarded>()) else {
+        return;
+    };
+    let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    guarded.idle_limit_ms.store(ms, Ordering::Relaxed);
+    guarded.finished.fetch_add(1, Ordering::Relaxed);
+}
+
 impl Guarded {
-    fn new(
-        inner: Stream,
-        permit: OwnedSemaphorePermit,
-        header_timeout: Duration,
-        min_body_rate: u64,
-    ) -> Self {
+    fn new(inner: Stream, permit: OwnedSemaphorePermit, limits: ConnLimits) -> Self {
         Self {
             inner,
             _permit: permit,
-            phase: Phase::Head(HeadScanner::default()),
+            limits,
+            tracker: Tracker::default(),
             deadline: None,
-            header_timeout,
-            min_body_rate,
-            responded: false,
-            between: AtomicBool::new(false),
+            body_rate: None,
+            finished: AtomicU64::new(0),
+            responding: 0,
             idle_limit_ms: AtomicU64::new(0),
             idle_since: None,
             idle_timer: None,
+            write_waiting: false,
+            write_timer: None,
+            refused: None,
+            stalled: false,
+        }
+    }
+
+    /// Advances over bytes just read.
+    fn observe(&mut self, data: &[u8]) -> Result<(), Cut> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.idle_since = None;
+        let heads = self.tracker.heads();
+        let body = self
+            .tracker
+            .feed(data, self.limits.frame)
+            .map_err(Cut::Refuse)?;
+        if self.tracker.heads() != heads {
+            // A new request: its head deadline and body clock start afresh.
+            self.deadline = None;
+            self.body_rate = None;
+        }
+        if body > 0 && self.tracker.position() == Position::Body {
+            let (started, bytes) = self.body_rate.get_or_insert_with(|| (Instant::now(), 0));
+            *bytes += body;
+            let elapsed = started.elapsed();
+            if elapsed > BODY_RATE_GRACE
+                && (*bytes as f64) < self.limits.min_body_rate as f64 * elapsed.as_secs_f64() / 2.0
+            {
+                return Err(Cut::SlowBody);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the shield may answer a refusal itself: only when no response of
+    /// an earlier request (or, mid-body, of this one) is under way, so the answer
+    /// can never land inside another response.
+    fn may_answer(&self, v: Violation) -> bool {
+        let finished = self.finished.load(Ordering::Relaxed);
+        let heads = self.tracker.heads();
+        match v {
+            // The refused head is not counted yet: every counted one must be over.
+            Violation::HeadTooLarge | Violation::AmbiguousFraming | Violation::UnreadableLength => {
+                finished >= heads
+            }
+            // The body is the last counted head's.
+            Violation::TooManyChunks => finished + 1 == heads && self.responding != heads,
+        }
+    }
+
+    /// Ends the connection for `v`: answers when that is safe (best effort: the
+    /// answer is small and the socket's buffer usually empty), then fails.
+    fn refuse(&mut self, cx: &mut Context<'_>, v: Violation) -> std::io::Error {
+        let frame = self.limits.frame;
+        let refusal = refusal::describe(v, frame.max_header_bytes, frame.max_chunks);
+        let status = refusal.status.as_u16();
+        tracing::debug!(
+            status,
+            message = refusal.message,
+            "connection refused by the shield"
+        );
+        if self.may_answer(v) {
+            let answer = refusal::answer(&refusal);
+            let _ = Pin::new(&mut self.inner).poll_write(cx, &answer);
+            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        }
+        let refused = Refused { status };
+        self.refused = Some(refused);
+        refused.io_error()
+    }
+
+    /// A read has to wait: what the wait means depends on where the connection is.
+    fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let heads = self.tracker.heads();
+        match self.tracker.position() {
+            Position::Head => self.poll_head_deadline(cx),
+            // The first request's head is due from accept.
+            Position::Boundary if heads == 0 => self.poll_head_deadline(cx),
+            // Every request so far is over: the connection is idle. Reporting the
+            // end of the stream reads to Pingora as a client closing its connection.
+            Position::Boundary if *self.finished.get_mut() >= heads => match self.poll_idle(cx) {
+                Poll::Ready(()) => Poll::Ready(Ok(())),
+                Poll::Pending => Poll::Pending,
+            },
+            // A response is under way, or a body is awaited (Pingora's read
+            // timeout and the body rate cover that).
+            Position::Boundary | Position::Body => Poll::Pending,
+        }
+    }
+
+    fn poll_head_deadline(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let timeout = self.limits.header_timeout;
+        let expired = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
+            .as_mut()
+            .poll(cx)
+            .is_ready();
+        if expired {
+            Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request headers not received within limits.header_timeout",
+            )))
+        } else {
+            Poll::Pending
         }
     }
 
     /// A read between requests has to wait: `Ready` once the connection has been
-    /// idle for the limit (the caller then reports the end of the stream, which
-    /// Pingora takes as a client closing a kept-alive connection).
+    /// idle for the limit.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let limit = Duration::from_millis(*self.idle_limit_ms.get_mut());
         let since = *self.idle_since.get_or_insert_with(Instant::now);
@@ -192,158 +332,64 @@ impl Guarded {
         }
     }
 
-    /// A write of response bytes starting with `first` finished as `r`: once a
-    /// final (not 1xx) response has started, the next bytes read begin a new request.
-    fn note_write(&mut self, r: &Poll<std::io::Result<usize>>, first: &[u8]) {
-        if matches!(r, Poll::Ready(Ok(n)) if *n > 0) && !is_interim(first) {
-            self.responded = true;
+    /// A write (or flush) of response bytes finished as `r`; `first` is the start
+    /// of what was written (empty for a flush). A write the client takes nothing of
+    /// for `write_timeout` fails: Pingora then drops the request, and with it the
+    /// upstream connection that was feeding it.
+    fn after_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+        progress: impl FnOnce(&T) -> bool,
+        first: &[u8],
+    ) -> Poll<std::io::Result<T>> {
+        match &r {
+            Poll::Pending => {
+                if self.poll_write_stall(cx).is_ready() {
+                    self.stalled = true;
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client took no response bytes within limits.write_timeout",
+                    )));
+                }
+            }
+            Poll::Ready(Ok(v)) if progress(v) => {
+                self.write_waiting = false;
+                // A final (not 1xx) response has started: it belongs to the oldest
+                // request not yet over.
+                if !first.is_empty() && !is_interim(first) {
+                    self.responding = *self.finished.get_mut() + 1;
+                }
+            }
+            Poll::Ready(_) => {}
         }
+        r
     }
 
-    /// Advances the phase over bytes just read; an error ends the connection.
-    fn observe(&mut self, data: &[u8]) -> std::io::Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        if self.responded {
-            self.responded = false;
-            self.phase = Phase::Head(HeadScanner::default());
-            self.deadline = None;
-        }
-        *self.between.get_mut() = false;
-        self.idle_since = None;
-        match &mut self.phase {
-            Phase::Head(scanner) => {
-                if let Some(end) = scanner.feed(data) {
-                    if scanner.content_length && scanner.transfer_encoding {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            AMBIGUOUS_FRAMING,
-                        ));
-                    }
-                    self.deadline = None;
-                    let bytes = (data.len() - end) as u64;
-                    self.phase = Phase::Body {
-                        started: (bytes > 0).then(Instant::now),
-                        bytes,
-                    };
-                }
-            }
-            Phase::Body { started, bytes } => {
-                *bytes += data.len() as u64;
-                let elapsed = started.get_or_insert_with(Instant::now).elapsed();
-                if elapsed > BODY_RATE_GRACE
-                    && (*bytes as f64) < self.min_body_rate as f64 * elapsed.as_secs_f64() / 2.0
-                {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "request body slower than limits.min_body_rate",
-                    ));
-                }
+    fn poll_write_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.write_waiting {
+            self.write_waiting = true;
+            let at = tokio::time::Instant::now() + self.limits.write_timeout;
+            match &mut self.write_timer {
+                Some(timer) => timer.as_mut().reset(at),
+                None => self.write_timer = Some(Box::pin(tokio::time::sleep_until(at))),
             }
         }
-        Ok(())
+        match &mut self.write_timer {
+            Some(timer) => timer.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
     }
 }
 
 /// An interim (1xx) response head, e.g. the `100 Continue` sent before a client
-/// uploads its body: the request is still going on, and the bytes that follow are
-/// its body, not a new head. Pingora writes a head in one piece.
+/// uploads its body: the request is still going on. Pingora writes a head in one
+/// piece.
 fn is_interim(written: &[u8]) -> bool {
     (written.starts_with(b"HTTP/1.1 1") || written.starts_with(b"HTTP/1.0 1"))
         && written
             .get(10..12)
             .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
-}
-
-/// Why a connection is cut when a head carries both framing headers.
-const AMBIGUOUS_FRAMING: &str = "Content-Length and Transfer-Encoding in one request";
-
-/// The answer sent before cutting such a connection.
-const AMBIGUOUS_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 98\r\nConnection: close\r\n\r\n{\"error\":\"bad_request\",\"message\":\"Content-Length and Transfer-Encoding together are ambiguous\"}";
-
-/// Follows a request head as it arrives: finds the blank line that ends it and
-/// notes the framing headers it carries.
-///
-/// Pingora resolves `Content-Length` + `Transfer-Encoding` itself (it drops the
-/// length, per RFC 9112) before any proxy hook can see that both were sent; the raw
-/// bytes are the only place left to refuse the request, as a smuggling attempt.
-#[derive(Debug, Default)]
-struct HeadScanner {
-    /// Progress through the terminator: 0 nothing, 1 after `\n`, 2 after `\n\r`.
-    matched: u8,
-    /// The start of the current line, lowercased (enough for "transfer-encoding:").
-    line: [u8; 18],
-    line_len: u8,
-    content_length: bool,
-    transfer_encoding: bool,
-}
-
-impl HeadScanner {
-    /// Returns the offset just past the blank line (`\r\n\r\n`, or `\n\n`, which
-    /// HTTP parsers also accept) when it is in `data`.
-    ///
-    /// Line by line with `memchr` rather than byte by byte: real heads are several
-    /// hundred bytes (cookies, user agents) and every one passes through here.
-    fn feed(&mut self, data: &[u8]) -> Option<usize> {
-        let mut pos = 0;
-        while let Some(k) = memchr::memchr(b'\n', &data[pos..]) {
-            let part = &data[pos..pos + k];
-            // The line that just ended was empty (or only `\r`): the head is over.
-            let blank = match self.matched {
-                1 => part.is_empty() || part == b"\r",
-                2 => part.is_empty(),
-                _ => false,
-            };
-            if blank {
-                return Some(pos + k + 1);
-            }
-            self.keep_line_start(part);
-            self.classify_line();
-            self.line_len = 0;
-            self.matched = 1;
-            pos += k + 1;
-        }
-        let rest = &data[pos..];
-        if !rest.is_empty() {
-            self.keep_line_start(rest);
-            self.matched = u8::from(self.matched == 1 && rest == b"\r") * 2;
-        }
-        None
-    }
-
-    /// Keeps the first bytes of the current line, lowercased, for `classify_line`.
-    fn keep_line_start(&mut self, part: &[u8]) {
-        let have = usize::from(self.line_len);
-        let take = part.len().min(self.line.len() - have);
-        for (slot, b) in self.line[have..have + take].iter_mut().zip(part) {
-            *slot = b.to_ascii_lowercase();
-        }
-        self.line_len += take as u8;
-    }
-
-    fn classify_line(&mut self) {
-        let line = &self.line[..usize::from(self.line_len)];
-        let names = |name: &[u8]| {
-            line.strip_prefix(name)
-                .and_then(|rest| rest.first())
-                .is_some_and(|c| matches!(c, b':' | b' ' | b'\t'))
-        };
-        self.content_length |= names(b"content-length");
-        self.transfer_encoding |= names(b"transfer-encoding");
-    }
-}
-
-/// A request on `stream` is over (its response complete): the connection may now
-/// wait for its next request for at most `idle`, then it is ended. Called at the
-/// end of every request (the proxy's logging phase), so the limit follows reloads.
-pub fn between_requests(stream: Option<&Stream>, idle: Duration) {
-    let Some(guarded) = stream.and_then(|s| s.as_any().downcast_ref::<Guarded>()) else {
-        return;
-    };
-    let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
-    guarded.idle_limit_ms.store(ms, Ordering::Relaxed);
-    guarded.between.store(true, Ordering::Relaxed);
 }
 
 impl AsyncRead for Guarded {
@@ -353,45 +399,21 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
+        if let Some(refused) = this.refused {
+            return Poll::Ready(Err(refused.io_error()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let verdict = this.observe(&buf.filled()[before..]);
-                if verdict
-                    .as_ref()
-                    .is_err_and(|e| e.kind() == std::io::ErrorKind::InvalidData)
-                {
-                    // Best effort: a fresh socket takes this small answer at once.
-                    let _ = Pin::new(&mut this.inner).poll_write(cx, AMBIGUOUS_ANSWER);
-                    let _ = Pin::new(&mut this.inner).poll_flush(cx);
-                }
-                Poll::Ready(verdict)
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending if *this.between.get_mut() => match this.poll_idle(cx) {
-                Poll::Ready(()) => Poll::Ready(Ok(())),
-                Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => match this.observe(&buf.filled()[before..]) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(Cut::Refuse(v)) => Poll::Ready(Err(this.refuse(cx, v))),
+                Err(Cut::SlowBody) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request body slower than limits.min_body_rate",
+                ))),
             },
-            Poll::Pending => {
-                // Waiting inside a request head: the deadline decides.
-                let waiting_in_head = matches!(this.phase, Phase::Head(_)) && !this.responded;
-                let timeout = this.header_timeout;
-                let expired = waiting_in_head
-                    && this
-                        .deadline
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
-                        .as_mut()
-                        .poll(cx)
-                        .is_ready();
-                if expired {
-                    Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "request headers not received within limits.header_timeout",
-                    )))
-                } else {
-                    Poll::Pending
-                }
-            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.poll_wait(cx),
         }
     }
 }
@@ -403,15 +425,27 @@ impl AsyncWrite for Guarded {
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
+        if let Some(refused) = this.refused {
+            return Poll::Ready(Err(refused.io_error()));
+        }
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        this.note_write(&r, data);
-        r
+        this.after_write(cx, r, |n| *n > 0, data)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        if let Some(refused) = this.refused {
+            return Poll::Ready(Err(refused.io_error()));
+        }
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.after_write(cx, r, |()| true, &[])
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.refused.is_some() || this.stalled {
+            return Poll::Ready(Ok(()));
+        }
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.after_write(cx, r, |()| true, &[])
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
@@ -419,13 +453,15 @@ impl AsyncWrite for Guarded {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
+        if let Some(refused) = this.refused {
+            return Poll::Ready(Err(refused.io_error()));
+        }
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         let first = bufs
             .iter()
             .find(|b| !b.is_empty())
             .map_or(&[][..], |b| &b[..]);
-        this.note_write(&r, first);
-        r
+        this.after_write(cx, r, |n| *n > 0, first)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -436,7 +472,13 @@ impl AsyncWrite for Guarded {
 #[async_trait]
 impl Shutdown for Guarded {
     async fn shutdown(&mut self) {
-        Shutdown::shutdown(&mut *self.inner).await;
+        if self.refused.is_some() || self.stalled {
+            // The flush inside a graceful shutdown would wait on the client again.
+            return;
+        }
+        // A client that stops reading now cannot hold the close either.
+        let limit = self.limits.write_timeout;
+        let _ = tokio::time::timeout(limit, Shutdown::shutdown(&mut *self.inner)).await;
     }
 }
 impl UniqueID for Guarded {
@@ -491,75 +533,6 @@ impl Peek for Guarded {
 
 #[cfg(test)]
 mod tests {
-    use super::HeadScanner;
-
-    fn scan(chunks: &[&[u8]]) -> (Option<(usize, usize)>, bool, bool) {
-        let mut h = HeadScanner::default();
-        let end = chunks
-            .iter()
-            .enumerate()
-            .find_map(|(i, c)| h.feed(c).map(|off| (i, off)));
-        (end, h.content_length, h.transfer_encoding)
-    }
-
-    #[test]
-    fn finds_the_blank_line_across_reads() {
-        assert_eq!(
-            scan(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY"]).0,
-            Some((0, 27))
-        );
-        assert_eq!(
-            scan(&[b"GET / HTTP/1.1\r\nHost: a\r", b"\n", b"\r", b"\nrest"]).0,
-            Some((3, 1))
-        );
-        assert_eq!(scan(&[b"GET / HTTP/1.1\nHost: a\n\n"]).0, Some((0, 24)));
-        assert_eq!(scan(&[b"GET / HTTP/1.1\r\nHost: a\r\n"]).0, None);
-        assert_eq!(scan(&[b"a\r\rb\r\n"]).0, None);
-    }
-
-    /// The byte-at-a-time scanner this one replaced: the reference.
-    fn reference(chunks: &[&[u8]]) -> Option<(usize, usize)> {
-        let mut matched = 0u8;
-        for (c, chunk) in chunks.iter().enumerate() {
-            for (i, &b) in chunk.iter().enumerate() {
-                matched = match (matched, b) {
-                    (1 | 2, b'\n') => return Some((c, i + 1)),
-                    (1, b'\r') => 2,
-                    (_, b'\n') => 1,
-                    _ => 0,
-                };
-            }
-        }
-        None
-    }
-
-    #[test]
-    fn agrees_with_the_byte_by_byte_reference_on_random_splits() {
-        // A small xorshift so the cases are the same on every run.
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let alphabet = b"\r\nab: ";
-        for _ in 0..20_000 {
-            let len = (next() % 24) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                .collect();
-            let mut chunks: Vec<&[u8]> = Vec::new();
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let n = 1 + (next() as usize % rest.len());
-                chunks.push(&rest[..n]);
-                rest = &rest[n..];
-            }
-            assert_eq!(scan(&chunks).0, reference(&chunks), "{chunks:?}");
-        }
-    }
-
     #[test]
     fn only_1xx_heads_are_interim() {
         assert!(super::is_interim(b"HTTP/1.1 100 Continue\r\n\r\n"));
@@ -567,21 +540,5 @@ mod tests {
         assert!(!super::is_interim(b"HTTP/1.1 200 OK\r\n"));
         assert!(!super::is_interim(b"HTTP/1.1 1"));
         assert!(!super::is_interim(b"{\"a\":1}"));
-    }
-
-    #[test]
-    fn notes_both_framing_headers_in_any_spelling() {
-        let (_, cl, te) =
-            scan(&[b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"]);
-        assert!(cl && te);
-        let (_, cl, te) = scan(&[
-            b"POST / HTTP/1.1\r\ncontent-LENGTH:4\r\nTransfer-Enc",
-            b"oding : chunked\r\n\r\n",
-        ]);
-        assert!(cl && te);
-        let (_, cl, te) = scan(&[
-            b"POST / HTTP/1.1\r\nContent-Lengthy: 4\r\nX-Transfer-Encoding: chunked\r\n\r\n",
-        ]);
-        assert!(!cl && !te);
     }
 }

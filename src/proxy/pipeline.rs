@@ -69,6 +69,10 @@ fn admit(
     // (limits.idle_timeout) with one timer per connection, not one per request.
     session.set_keepalive(Some(0));
     session.set_read_timeout(Some(limits.body_timeout));
+    // Requests sent before the previous answer (pipelining) are answered in order:
+    // Pingora keeps the bytes read past this request for the next one instead of
+    // dropping the connection (the shield tells the requests apart on the raw bytes).
+    session.set_pipelining_enabled(true);
     let req = session.req_header();
     ctx.req.method = req.method.clone();
     ctx.peer_ip = session

@@ -6,6 +6,7 @@
 mod harness;
 mod redis;
 
+mod abuse;
 mod admin;
 mod authkit;
 mod cache;

@@ -274,11 +274,16 @@ const CASES: &[Case] = &[
         "gateway.yaml:6:3: limits.max_requests_per_connection: must be at least 1",
         "gateway.yaml:7:3: limits.max_connections: must be at least 1",
     ]),
+    ("limits of abuse resistance", "limits:\n  write_timeout: 500ms\n  max_chunks: 0\n  admin_max_connections: 2000\n", &[
+        "gateway.yaml:2:3: limits.write_timeout: use at least 1s",
+        "gateway.yaml:3:3: limits.max_chunks: 0 is out of range: use 1 to 16777216 chunks per request body",
+        "gateway.yaml:4:3: limits.admin_max_connections: 2000 is out of range: use 1 to 1024",
+    ]),
     ("limits semicolon", "limits: { semicolon_in_path: drop }\n", &[
         "gateway.yaml:1:11: limits.semicolon_in_path: unknown variant `drop`, expected `allow` or `reject`",
     ]),
     ("limits unknown key", "limits: { max_bodies: 1MiB }\n", &[
-        "gateway.yaml:1:11: limits.max_bodies: unknown field `max_bodies`, expected one of `max_header_bytes`, `max_headers`, `max_uri_bytes`, `max_body`, `header_timeout`, `body_timeout`, `min_body_rate`, `idle_timeout`, `max_requests_per_connection`, `max_connections`, `semicolon_in_path`",
+        "gateway.yaml:1:11: limits.max_bodies: unknown field `max_bodies`, expected one of `max_header_bytes`, `max_headers`, `max_uri_bytes`, `max_body`, `header_timeout`, `body_timeout`, `min_body_rate`, `idle_timeout`, `max_requests_per_connection`, `max_connections`, `write_timeout`, `max_chunks`, `admin_max_connections`, `semicolon_in_path`",
     ]),
     ("trusted proxies", "trusted_proxies: [10.0.0.0/8, 10.0.0.0/33, proxy.local, '::1']\n", &[
         "gateway.yaml:1:31: trusted_proxies[1]: \"10.0.0.0/33\" is not an IP address or network like 10.0.0.0/8",
