@@ -1,4 +1,4 @@
-//! The admin listener (spec §6): metrics and probes for anyone who can reach the
+//! The admin listener: metrics and probes for anyone who can reach the
 //! private address; the admin API behind `Authorization: Bearer <admin.api_key>`.
 //! Served only on `admin.address`, never on a public listener.
 

@@ -5,9 +5,8 @@
 //! Consumers come from the file and, with the redis store, from run-time
 //! registration ([`consumers::SharedConsumers`]); login failures are counted in the
 //! same store ([`throttle::LoginThrottle`]), so a fleet shares both.
-
 pub mod claims;
-pub mod cli;
+
 pub mod consumers;
 pub mod keys;
 pub mod password;

@@ -1,4 +1,7 @@
-//! The command line (spec §8).
+//! The command line: subcommands and their options (clap); `auth` runs the
+//! credential subcommands.
+
+pub mod auth;
 
 use crate::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};

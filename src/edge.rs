@@ -9,4 +9,5 @@
 
 pub mod checks;
 pub mod forwarded;
+pub mod limits;
 pub mod shield;

@@ -71,14 +71,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::HashPassword => fingate::auth::cli::hash_password(),
+        Command::HashPassword => fingate::cli::auth::hash_password(),
         Command::Token {
             sub,
             scopes,
             ttl,
             config,
-        } => fingate::auth::cli::token(&config.config, &sub, &scopes, &ttl),
-        Command::Consumers { action } => fingate::auth::cli::consumers(&action),
+        } => fingate::cli::auth::token(&config.config, &sub, &scopes, &ttl),
+        Command::Consumers { action } => fingate::cli::auth::consumers(&action),
         Command::Routes { config } => {
             // Prints the table only: demo secrets are no concern here.
             let config = match config::load(&config.config, config::Secrets::Demo) {

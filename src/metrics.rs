@@ -1,4 +1,4 @@
-//! Every metric fingate exports (spec §7), defined in one place.
+//! Every metric fingate exports, defined in one place.
 //!
 //! One process-wide registry: metrics must survive config reloads, and a route's
 //! series keep counting across them. Label values are bounded: route and upstream

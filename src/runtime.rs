@@ -4,6 +4,7 @@
 //! Requests load the current [`Runtime`] once and keep that `Arc` to the end, so a
 //! request in flight finishes on the config it started with.
 
+use crate::background::control_runtime;
 use crate::cache::Cache;
 use crate::config::{self, Builtin, Config, ConfigErrors, RouteConfig, RouteTarget};
 use crate::filter::chain::FilterChain;
@@ -16,7 +17,7 @@ use arc_swap::ArcSwap;
 use prometheus::Histogram;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// Where a route's requests go, resolved.
 #[derive(Debug)]
@@ -188,29 +189,6 @@ fn fingerprint(config: &Config, r: &RouteConfig) -> u64 {
     );
     text.hash(&mut h);
     h.finish()
-}
-
-/// A small runtime for control-plane work (health checks), separate from Pingora's
-/// request runtimes and alive from before the server starts.
-pub fn control_runtime() -> &'static tokio::runtime::Handle {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let rt = RT.get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("fingate-control")
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| fatal(&format!("cannot start the control runtime: {e}")))
-        });
-        rt.handle().clone()
-    })
-}
-
-#[allow(clippy::panic)]
-fn fatal(message: &str) -> ! {
-    panic!("{message}")
 }
 
 /// What a reload changed, for the log and the admin API.

@@ -8,7 +8,7 @@ mod lifecycle;
 
 use crate::admin::AdminApp;
 use crate::config::Config;
-use crate::edge::shield::Shield;
+use crate::edge::shield::{LimitsSource, Shield};
 use crate::proxy::Proxy;
 use crate::runtime::Gateway;
 use lifecycle::{ReloadOnSighup, Signals, WatchConfig};
@@ -75,9 +75,12 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
     let mut http_options = HttpServerOptions::default();
     http_options.keepalive_request_limit = Some(limits.max_requests_per_connection);
     http.server_options = Some(http_options);
+    let live = gateway.clone();
+    let live_limits: LimitsSource =
+        std::sync::Arc::new(move || live.current().config.limits.clone());
     let mut proxy = Service::new(
         "fingate proxy".to_owned(),
-        Shield::new(http, gateway.clone(), limits.max_connections),
+        Shield::new(http, live_limits.clone(), limits.max_connections),
     );
     for l in &listen {
         let address = l.address.to_string();
@@ -101,7 +104,7 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
         "fingate admin".to_owned(),
         Shield::new(
             AdminApp::new(gateway.clone()),
-            gateway.clone(),
+            live_limits,
             limits.admin_max_connections,
         ),
     );

@@ -7,11 +7,12 @@
 
 pub mod attempt;
 mod balance;
+pub mod config;
 pub mod health;
 
-use crate::config::{Balance, UpstreamConfig};
 use crate::metrics::{metrics, UpstreamCounters};
 use balance::Schedule;
+use config::{Balance, UpstreamConfig};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -218,8 +219,8 @@ impl UpstreamGroup {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::config::{HashOn, TargetConfig};
     use super::*;
-    use crate::config::{HashOn, TargetConfig};
     use std::time::Duration;
 
     pub(crate) fn group(balance: Balance, weights: &[u32]) -> UpstreamGroup {

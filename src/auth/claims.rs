@@ -28,7 +28,7 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
-/// The claims of a token fingate issues (spec §4).
+/// The claims of a token fingate issues.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct IssuedClaims {
     pub iss: String,

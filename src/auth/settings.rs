@@ -10,14 +10,13 @@ use super::keys::{self, Accept, KeySet, Material, Policy};
 use super::password;
 use super::throttle::ThrottleLimits;
 use crate::units::DurationStr;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-type Errors = Vec<(String, String)>;
+use crate::yaml::{typed, Errors};
 
 /// Validated `auth:` settings. The default (no section) has no keys.
 #[derive(Debug, Clone)]
@@ -142,23 +141,6 @@ struct ConsumerFile {
     scopes: Vec<String>,
     #[serde(default)]
     disabled: bool,
-}
-
-fn typed<T: DeserializeOwned>(value: Value, base: &str, errors: &mut Errors) -> Option<T> {
-    match serde_path_to_error::deserialize(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let path = if inner == "." {
-                base.to_owned()
-            } else {
-                format!("{base}.{inner}")
-            };
-            let message = crate::config::plain_message(e.into_inner().to_string());
-            errors.push((path, message));
-            None
-        }
-    }
 }
 
 fn valid_id(name: &str) -> bool {

@@ -1,4 +1,4 @@
-//! `POST /auth/token` (spec §4): a registered client trades its username and
+//! `POST /auth/token`: a registered client trades its username and
 //! password for a signed token.
 //!
 //! Pingora-free: the proxy reads the body (at most [`MAX_BODY`]) and hands it here

@@ -1,5 +1,5 @@
 //! The configuration file as written: serde types that mirror `gateway.yaml` one to
-//! one (spec §2). Unknown keys are errors. Nothing here resolves names or checks
+//! one. Unknown keys are errors. Nothing here resolves names or checks
 //! ranges; that is `validate.rs`.
 
 use super::Builtin;

@@ -27,31 +27,12 @@ mod upstreams;
 use routes::{check_cache_after_auth, routes, typed_filter_list};
 use upstreams::upstreams;
 
-/// (path, message) pairs; the caller adds file positions.
-pub(super) type Errors = Vec<(String, String)>;
+pub(super) use crate::yaml::{plain_message, typed, Errors};
 
 const MIN_API_KEY_LEN: usize = 16;
 
 fn push(errors: &mut Errors, path: impl Into<String>, message: impl Into<String>) {
     errors.push((path.into(), message.into()));
-}
-
-/// Deserializes one node, reporting the full path of any type error.
-fn typed<T: DeserializeOwned>(value: Value, base: &str, errors: &mut Errors) -> Option<T> {
-    match serde_path_to_error::deserialize(value) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let inner = e.path().to_string();
-            let path = match (base.is_empty(), inner.as_str()) {
-                (_, ".") => base.to_owned(),
-                (true, _) => inner,
-                (false, i) if i.starts_with('[') => format!("{base}{i}"),
-                (false, i) => format!("{base}.{i}"),
-            };
-            push(errors, path, plain_message(e.into_inner().to_string()));
-            None
-        }
-    }
 }
 
 /// Deserializes each item of a sequence separately.

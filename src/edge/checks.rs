@@ -1,6 +1,6 @@
 //! Checks on a request head, before routing. Pure functions over `http` types.
 
-use crate::config::Limits;
+use super::limits::Limits;
 use crate::edge::forwarded::{self, Owned};
 use crate::error::{ErrorCode, GatewayError};
 use http::{header, HeaderMap, HeaderValue, Method};

@@ -7,7 +7,7 @@
 //! identity headers, and other spellings of these, are removed ([`owned`]).
 //! Hop-by-hop headers (RFC 9110 §7.6.1) are dropped both ways.
 
-use crate::config::IpNet;
+use super::limits::IpNet;
 use http::{header, HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 use std::cell::RefCell;

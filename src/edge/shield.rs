@@ -19,8 +19,7 @@ mod refusal;
 
 pub use refusal::status_of as refusal_status;
 
-use crate::config::Limits;
-use crate::runtime::Gateway;
+use super::limits::Limits;
 use async_trait::async_trait;
 use framing::{FrameLimits, Position, Tracker, Violation};
 use pingora::apps::ServerApp;
@@ -46,22 +45,26 @@ use tokio::time::Sleep;
 /// TCP slow start or a short stall is not punished.
 const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 
+/// Where a new connection reads the limits in force (the live configuration's,
+/// so they follow reloads); given by the server, so the shield needs no runtime.
+pub type LimitsSource = Arc<dyn Fn() -> Limits + Send + Sync>;
+
 /// Wraps a Pingora app (the HTTP proxy, the admin app) with the connection guards.
 pub struct Shield<A> {
     inner: Arc<A>,
-    /// The live configuration: each new connection takes the limits in force when
-    /// it is accepted, so they follow reloads.
-    gateway: Arc<Gateway>,
+    /// Each new connection takes the limits in force when it is accepted, so they
+    /// follow reloads.
+    limits: LimitsSource,
     connections: Arc<Semaphore>,
 }
 
 impl<A> Shield<A> {
     /// `max_connections` caps this listener's concurrent connections (fixed for
     /// the life of the process: the semaphore is sized once).
-    pub fn new(inner: A, gateway: Arc<Gateway>, max_connections: usize) -> Self {
+    pub fn new(inner: A, limits: LimitsSource, max_connections: usize) -> Self {
         Self {
             inner: Arc::new(inner),
-            gateway,
+            limits,
             connections: Arc::new(Semaphore::new(max_connections)),
         }
     }
@@ -85,7 +88,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Shield<A> {
                 Shutdown::shutdown(&mut *stream).await;
                 return None;
             };
-            let limits = ConnLimits::from(&self.gateway.current().config.limits);
+            let limits = ConnLimits::from(&(self.limits)());
             stream = Box::new(Guarded::new(stream, permit, limits));
         }
         self.inner.process_new(stream, shutdown).await

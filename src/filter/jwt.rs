@@ -1,5 +1,5 @@
 //! `jwt`: requires `Authorization: Bearer <token>` signed by an accepted key, with
-//! valid `exp` / `nbf` / `iss` / `aud` and the route's `scopes` (spec §3).
+//! valid `exp` / `nbf` / `iss` / `aud` and the route's `scopes`.
 //!
 //! Keys and their `Validation` are decoded once when the config is built; a request
 //! looks its key up by `kid` (or, without one, by the algorithm of the candidates)

@@ -1,5 +1,5 @@
 //! How a failed request becomes the gateway's JSON error: which status, which
-//! error code, which message (spec §6).
+//! error code, which message.
 
 use crate::error::{ErrorCode, GatewayError};
 use http::StatusCode;

@@ -1,4 +1,4 @@
-//! The per-request record: metrics and one access-log line (spec §7, §8).
+//! The per-request record: metrics and one access-log line.
 
 use super::Ctx;
 use crate::logging::access;

@@ -79,7 +79,7 @@ impl RedisStore {
             give_back: Script::new(GIVE_BACK_LUA),
         });
         let weak = Arc::downgrade(&store);
-        crate::runtime::control_runtime().spawn(probe(weak));
+        crate::background::control_runtime().spawn(probe(weak));
         store
     }
 

@@ -4,8 +4,8 @@
 //!
 //! Pingora-free: the proxy turns an [`Attempt`] into its peer type.
 
+use super::config::{Balance, HashOn};
 use super::UpstreamGroup;
-use crate::config::{Balance, HashOn};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 

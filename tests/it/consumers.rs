@@ -1,4 +1,4 @@
-//! Run-time consumers in Redis (spec §4, §6, §8): registered through the admin API
+//! Run-time consumers in Redis: registered through the admin API
 //! or the CLI, they log in, survive a gateway restart, are seen by every gateway
 //! sharing the store, and stop logging in once removed.
 

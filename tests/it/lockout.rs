@@ -1,4 +1,4 @@
-//! Login throttling under attack (spec §15): a burst of concurrent wrong passwords
+//! Login throttling under attack: a burst of concurrent wrong passwords
 //! gets no more password checks than the lockout allows, and the right password
 //! from another address still logs in while the attack goes on. With the memory
 //! store and with two gateways sharing Redis.

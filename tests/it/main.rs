@@ -18,6 +18,7 @@ mod hardening;
 mod identity;
 mod jwt;
 mod keepalive;
+mod layers;
 mod lifecycle;
 mod lockout;
 mod rate_limit;

@@ -1,4 +1,4 @@
-//! `POST /auth/token` (spec §4) through the real gateway.
+//! `POST /auth/token` through the real gateway.
 
 use crate::authkit::*;
 use crate::harness::*;

@@ -1,11 +1,11 @@
-//! `fingate hash-password`, `fingate token`, `fingate consumers …` (spec §8).
+//! `fingate hash-password`, `fingate token`, `fingate consumers …`.
 //! Passwords come from stdin only: never from argv, where `ps` and shell history
 //! would show them.
 
-use super::consumers::{over_store, Consumer, READ_ONLY_MESSAGE};
-use super::token_endpoint::mint;
-use super::{password, settings};
-use crate::cli::ConsumersAction;
+use super::ConsumersAction;
+use crate::auth::consumers::{over_store, Consumer, READ_ONLY_MESSAGE};
+use crate::auth::token_endpoint::mint;
+use crate::auth::{password, settings};
 use crate::config::{self, StoreBackend};
 use crate::units::DurationStr;
 use std::io::{BufRead, IsTerminal};
