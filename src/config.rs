@@ -12,7 +12,7 @@ mod validate;
 
 pub use crate::edge::limits::{IpNet, Limits};
 use crate::filter::FilterConfig;
-use crate::routing::{Rewrite, RouteSpec};
+use crate::routing::{Rewrite, RouteSpec, RouteTable};
 pub use crate::store::{StoreBackend, StoreConfig};
 pub use crate::upstream::config::{Balance, HashOn, HealthCheck, TargetConfig, UpstreamConfig};
 pub use demo::Secrets;
@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A validated configuration, ready to build the runtime from.
@@ -36,6 +37,8 @@ pub struct Config {
     /// Global filters: run on every route, before the route's own.
     pub filters: Vec<FilterSpec>,
     pub routes: Vec<RouteConfig>,
+    /// The route table as validation built it; its values index `routes`.
+    pub table: Arc<RouteTable<usize>>,
     pub limits: Limits,
     /// Peers whose `X-Forwarded-For` / `Forwarded` are believed (and appended to).
     pub trusted_proxies: Vec<IpNet>,

@@ -56,7 +56,10 @@ impl Route {
 #[derive(Debug)]
 pub struct Runtime {
     pub config: Config,
-    pub table: RouteTable<Arc<Route>>,
+    /// The table validation built (shared with `config`); its values index `routes`.
+    pub table: Arc<RouteTable<usize>>,
+    /// The routes, in the order of `config.routes`.
+    pub routes: Vec<Arc<Route>>,
     pub upstreams: BTreeMap<String, Arc<UpstreamGroup>>,
     pub store: Arc<dyn Store>,
     /// The response cache: kept across reloads while `cache.max_size` stays.
@@ -66,7 +69,8 @@ pub struct Runtime {
 }
 
 /// A failure to build a runtime from a config that validated (should not happen:
-/// validation builds the same table).
+/// validation checks every filter with the same options; the route table is the
+/// one validation built).
 #[derive(Debug, thiserror::Error)]
 #[error("internal error building the route table: {0}")]
 pub struct BuildError(String);
@@ -100,7 +104,7 @@ impl Runtime {
             &store,
             previous.map(|p| p.auth.as_ref()),
         ));
-        let mut entries = Vec::with_capacity(config.routes.len());
+        let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
             let route_fingerprint = fingerprint(&config, r);
             fingerprints.insert(route_fingerprint);
@@ -146,26 +150,28 @@ impl Runtime {
                     .with_label_values(&[&r.name]),
                 requests: RequestCounters::new(&r.name),
             };
-            entries.push((r.spec.clone(), Arc::new(route)));
+            routes.push(Arc::new(route));
         }
-        let table = RouteTable::build(entries).map_err(|errors| {
-            BuildError(
-                errors
-                    .iter()
-                    .map(|e| e.message.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
-        })?;
         cache.retain(&fingerprints);
         Ok(Self {
+            table: config.table.clone(),
             config,
-            table,
+            routes,
             upstreams,
             store,
             cache,
             auth,
         })
+    }
+
+    /// The route a table entry names.
+    pub fn route(&self, index: usize) -> Option<&Arc<Route>> {
+        self.routes.get(index)
+    }
+
+    /// The routes in resolution order (as `fingate routes` prints them).
+    pub fn routes_resolved(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.table.iter_resolved().filter_map(|&i| self.route(i))
     }
 
     /// Starts health checks for every group of this generation.

@@ -6,8 +6,7 @@ use serde_json::{json, Value};
 /// The route table in resolution order, as `fingate routes` prints it.
 pub fn routes_json(runtime: &Runtime) -> Value {
     let routes: Vec<Value> = runtime
-        .table
-        .iter_resolved()
+        .routes_resolved()
         .map(|route| {
             let config = runtime.config.routes.iter().find(|r| *r.name == *route.name);
             json!({
@@ -74,7 +73,7 @@ pub fn routes_table(runtime: &Runtime) -> String {
         "REWRITE".to_owned(),
         "FILTERS".to_owned(),
     ]];
-    for (i, route) in runtime.table.iter_resolved().enumerate() {
+    for (i, route) in runtime.routes_resolved().enumerate() {
         let Some(c) = runtime
             .config
             .routes

@@ -124,7 +124,7 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
         upstreams: &declared,
         auth: &auth,
     };
-    let routes = routes(
+    let (routes, table) = routes(
         take("routes"),
         &targets,
         limits.max_body,
@@ -134,8 +134,8 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let cache = cache_settings(take("cache"), &mut errors);
     check_cache_after_auth(&filters, &routes, &mut errors);
 
-    if errors.is_empty() {
-        Ok(Config {
+    match table {
+        Some(table) if errors.is_empty() => Ok(Config {
             source,
             listen,
             admin: admin.unwrap_or_else(default_admin),
@@ -144,6 +144,7 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
             upstreams,
             filters,
             routes,
+            table: std::sync::Arc::new(table),
             limits,
             trusted_proxies,
             shutdown_grace,
@@ -152,9 +153,9 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
             consumers,
             secrets: Secrets::Production,
             demo_secrets: Vec::new(),
-        })
-    } else {
-        Err(errors)
+        }),
+        // Without a table (no valid route), `routes` was reported.
+        _ => Err(errors),
     }
 }
 

@@ -117,7 +117,17 @@ fn route(
         .table
         .find(ctx.req.host.as_deref(), &req.method, &path)
     {
-        Lookup::Found { route, params } => {
+        Lookup::Found {
+            route: &index,
+            params,
+        } => {
+            let Some(route) = runtime.route(index) else {
+                // The table and the routes come from one validation.
+                return Err(GatewayError::new(
+                    ErrorCode::InternalError,
+                    "the route table names no route",
+                ));
+            };
             ctx.upstream_target = match &route.rewrite {
                 Some(rw) => Some(rw.apply(&path, &params, query)),
                 // Forward the normalised spelling, never the one that was routed around.

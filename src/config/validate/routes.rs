@@ -146,16 +146,16 @@ pub(super) fn routes(
     default_max_body: u64,
     deps: &FilterDeps,
     errors: &mut Errors,
-) -> Vec<RouteConfig> {
+) -> (Vec<RouteConfig>, Option<RouteTable<usize>>) {
     let items = match value {
         Value::Sequence(items) if !items.is_empty() => items,
         Value::Null | Value::Sequence(_) => {
             push(errors, "routes", "at least one route is required");
-            return Vec::new();
+            return (Vec::new(), None);
         }
         _ => {
             push(errors, "routes", "expected a list of routes");
-            return Vec::new();
+            return (Vec::new(), None);
         }
     };
     let mut names: HashMap<String, usize> = HashMap::new();
@@ -201,8 +201,8 @@ pub(super) fn routes(
         }
     }
     out.extend(shorthand_routes(targets.auth, default_max_body));
-    check_table(&out, errors);
-    out.into_iter().map(|(_, r)| r).collect()
+    let table = check_table(&out, errors);
+    (out.into_iter().map(|(_, r)| r).collect(), table)
 }
 
 /// The route's `upstream` or `serve`: exactly one, and something that exists.
@@ -376,10 +376,20 @@ fn route(
     })
 }
 
-/// Builds the route table once to find conflicts and bad patterns.
-fn check_table(routes: &[(Origin, RouteConfig)], errors: &mut Errors) {
-    let specs = routes.iter().map(|(_, r)| (r.spec.clone(), ())).collect();
-    if let Err(table_errors) = RouteTable::build(specs) {
+/// Builds the route table, whose values are indexes into `routes`; on conflicts
+/// and bad patterns, reports them and returns None. The runtime serves with this
+/// table as built here.
+fn check_table(routes: &[(Origin, RouteConfig)], errors: &mut Errors) -> Option<RouteTable<usize>> {
+    let specs = routes
+        .iter()
+        .enumerate()
+        .map(|(i, (_, r))| (r.spec.clone(), i))
+        .collect();
+    let table_errors = match RouteTable::build(specs) {
+        Ok(table) => return Some(table),
+        Err(table_errors) => table_errors,
+    };
+    {
         let mut seen = BTreeSet::new();
         for e in table_errors {
             let Some((origin, _)) = routes.get(e.index) else {
@@ -395,6 +405,7 @@ fn check_table(routes: &[(Origin, RouteConfig)], errors: &mut Errors) {
             }
         }
     }
+    None
 }
 
 /// Rewrites `route N` references in a table message from table index to file
