@@ -3,6 +3,12 @@
 //! Two layers: [`file`] mirrors the YAML; [`validate`] resolves names and ranges into
 //! the runtime [`Config`] below and reports *every* problem with file:line:column and
 //! the path of the offending key. Nothing here does I/O besides reading the file.
+//!
+//! One naming scheme per tier: `XFile` mirrors the YAML (a filter's options are its
+//! `XOptions`, inside [`FilterFile`]); `XConfig` is validated; `X` is what the
+//! runtime builds from it (`UpstreamConfig` → `UpstreamGroup`, `RouteConfig` →
+//! `Route`, `FilterConfig` → a `Filter`). Validation returns what it built where the
+//! runtime can use it as is (the route table).
 
 pub mod demo;
 pub mod file;
@@ -11,10 +17,12 @@ pub mod positions;
 mod validate;
 
 pub use crate::edge::limits::{IpNet, Limits};
-use crate::filter::FilterConfig;
+use crate::filter::FilterFile;
 use crate::routing::{Rewrite, RouteSpec, RouteTable};
 pub use crate::store::{StoreBackend, StoreConfig};
-pub use crate::upstream::config::{Balance, HashOn, HealthCheck, TargetConfig, UpstreamConfig};
+pub use crate::upstream::config::{
+    Balance, HashOn, HealthCheckConfig, TargetConfig, UpstreamConfig,
+};
 pub use demo::Secrets;
 use http::HeaderName;
 use positions::{Position, PositionIndex};
@@ -29,13 +37,13 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub source: Source,
-    pub listen: Vec<Listener>,
-    pub admin: Admin,
+    pub listen: Vec<ListenConfig>,
+    pub admin: AdminConfig,
     pub threads: usize,
     pub store: StoreConfig,
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     /// Global filters: run on every route, before the route's own.
-    pub filters: Vec<FilterSpec>,
+    pub filters: Vec<FilterConfig>,
     pub routes: Vec<RouteConfig>,
     /// The route table as validation built it; its values index `routes`.
     pub table: Arc<RouteTable<usize>>,
@@ -44,7 +52,7 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// After SIGTERM/SIGINT: how long in-flight requests get to finish.
     pub shutdown_grace: Duration,
-    pub cache: CacheSettings,
+    pub cache: CacheConfig,
     /// `auth:`: token policy, keys (already loaded) and the token endpoint.
     pub auth: crate::auth::AuthConfig,
     /// `consumers:`: registered clients from the file.
@@ -57,12 +65,12 @@ pub struct Config {
 
 /// The response cache shared by every route's `cache` filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheSettings {
+pub struct CacheConfig {
     /// Bytes held at most (keys, headers and bodies); least valuable entries go first.
     pub max_size: u64,
 }
 
-impl Default for CacheSettings {
+impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             max_size: crate::cache::DEFAULT_MAX_SIZE,
@@ -78,19 +86,19 @@ pub struct Source {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listener {
+pub struct ListenConfig {
     pub address: SocketAddr,
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
+pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admin {
+pub struct AdminConfig {
     pub address: SocketAddr,
     /// Required for `/admin/*`; without it the admin API answers 403.
     pub api_key: Option<String>,
@@ -98,8 +106,8 @@ pub struct Admin {
 
 /// A filter's options as written (checked; built by the runtime).
 #[derive(Debug, Clone, PartialEq)]
-pub struct FilterSpec {
-    pub config: FilterConfig,
+pub struct FilterConfig {
+    pub config: FilterFile,
 }
 
 /// An endpoint the gateway serves itself, as a route target (`serve:`).
@@ -147,7 +155,7 @@ pub struct RouteConfig {
     pub rewrite: Option<Rewrite>,
     /// Largest request body; `limits.max_body` unless the route sets it.
     pub max_body: u64,
-    pub filters: Vec<FilterSpec>,
+    pub filters: Vec<FilterConfig>,
 }
 
 /// One configuration problem, located in the file.

@@ -4,7 +4,7 @@
 //! A filter sees only headers (through [`HeaderEdit`]) and the per-request
 //! [`RequestContext`], never Pingora types, so each filter is unit-tested without a
 //! socket and survives Pingora's API changes. Adding a filter means adding one
-//! module below and one variant to [`FilterConfig`].
+//! module below and one variant to [`FilterFile`].
 
 pub mod cache;
 pub mod chain;
@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// A filter as written in YAML: the key names the filter, the value holds its options.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FilterConfig {
+pub enum FilterFile {
     Headers(headers::HeadersOptions),
     Jwt(jwt::JwtOptions),
     RequestId(request_id::RequestIdOptions),
@@ -51,7 +51,7 @@ impl OptionError {
     }
 }
 
-impl FilterConfig {
+impl FilterFile {
     /// The YAML key, also used in logs and `/admin/routes`.
     pub fn name(&self) -> &'static str {
         match self {

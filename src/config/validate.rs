@@ -9,7 +9,7 @@ use super::file::{
 };
 use super::*;
 use crate::filter::cache::cache_before_auth;
-use crate::filter::{FilterConfig, FilterDeps};
+use crate::filter::{FilterDeps, FilterFile};
 use crate::routing::{PathPattern, PathTemplate, RouteTable};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -159,8 +159,8 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     }
 }
 
-fn cache_settings(value: Value, errors: &mut Errors) -> CacheSettings {
-    let mut out = CacheSettings::default();
+fn cache_settings(value: Value, errors: &mut Errors) -> CacheConfig {
+    let mut out = CacheConfig::default();
     if value.is_null() {
         return out;
     }
@@ -183,15 +183,15 @@ fn cache_settings(value: Value, errors: &mut Errors) -> CacheSettings {
 /// Smallest `cache.max_size`: below it hardly any response fits.
 const MIN_CACHE_SIZE: u64 = 64 * 1024;
 
-fn default_admin() -> Admin {
-    Admin {
+fn default_admin() -> AdminConfig {
+    AdminConfig {
         address: SocketAddr::from(([127, 0, 0, 1], 9901)),
         api_key: None,
     }
 }
 
-fn listeners(files: Vec<ListenFile>, errors: &mut Errors) -> Vec<Listener> {
-    let mut out: Vec<Listener> = Vec::new();
+fn listeners(files: Vec<ListenFile>, errors: &mut Errors) -> Vec<ListenConfig> {
+    let mut out: Vec<ListenConfig> = Vec::new();
     for (i, l) in files.into_iter().enumerate() {
         let path = format!("listen[{i}].address");
         let Some(address) = socket_addr(&l.address, &path, errors) else {
@@ -201,11 +201,11 @@ fn listeners(files: Vec<ListenFile>, errors: &mut Errors) -> Vec<Listener> {
             push(errors, path, format!("{address} is listed twice"));
             continue;
         }
-        let tls = l.tls.map(|t| TlsFiles {
+        let tls = l.tls.map(|t| TlsConfig {
             cert: t.cert.into(),
             key: t.key.into(),
         });
-        out.push(Listener { address, tls });
+        out.push(ListenConfig { address, tls });
     }
     if out.is_empty() && !errors.iter().any(|(p, _)| p.starts_with("listen")) {
         push(
@@ -217,7 +217,7 @@ fn listeners(files: Vec<ListenFile>, errors: &mut Errors) -> Vec<Listener> {
     out
 }
 
-fn admin(value: Value, listen: &[Listener], errors: &mut Errors) -> Option<Admin> {
+fn admin(value: Value, listen: &[ListenConfig], errors: &mut Errors) -> Option<AdminConfig> {
     if value.is_null() {
         return None;
     }
@@ -244,7 +244,7 @@ fn admin(value: Value, listen: &[Listener], errors: &mut Errors) -> Option<Admin
             );
         }
     }
-    Some(Admin {
+    Some(AdminConfig {
         address,
         api_key: file.api_key,
     })

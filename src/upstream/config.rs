@@ -9,7 +9,7 @@ pub struct UpstreamConfig {
     pub name: String,
     pub targets: Vec<TargetConfig>,
     pub balance: Balance,
-    pub health_check: Option<HealthCheck>,
+    pub health_check: Option<HealthCheckConfig>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     /// Further targets tried after a connect failure.
@@ -43,7 +43,7 @@ pub enum HashOn {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthCheck {
+pub struct HealthCheckConfig {
     pub path: String,
     pub interval: Duration,
     pub timeout: Duration,

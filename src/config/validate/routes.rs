@@ -5,11 +5,11 @@ use super::*;
 
 /// A global cache that runs before a route's `jwt` (see [`cache_before_auth`]).
 pub(super) fn check_cache_after_auth(
-    global: &[FilterSpec],
+    global: &[FilterConfig],
     routes: &[RouteConfig],
     errors: &mut Errors,
 ) {
-    let names = |list: &[FilterSpec]| list.iter().map(|f| f.config.name()).collect::<Vec<_>>();
+    let names = |list: &[FilterConfig]| list.iter().map(|f| f.config.name()).collect::<Vec<_>>();
     let global_names = names(global);
     let early = routes.iter().find_map(|r| {
         let all = [global_names.clone(), names(&r.filters)].concat();
@@ -21,7 +21,7 @@ pub(super) fn check_cache_after_auth(
 }
 
 /// The same rule within one route's own filters.
-fn check_route_cache_order(filters: &[FilterSpec], base: &str, errors: &mut Errors) {
+fn check_route_cache_order(filters: &[FilterConfig], base: &str, errors: &mut Errors) {
     let names: Vec<&str> = filters.iter().map(|f| f.config.name()).collect();
     if let Some(c) = cache_before_auth(&names) {
         push(
@@ -40,7 +40,7 @@ pub(super) fn typed_filter_list(
     base: &str,
     deps: &FilterDeps,
     errors: &mut Errors,
-) -> Vec<FilterSpec> {
+) -> Vec<FilterConfig> {
     let items = match value {
         Value::Sequence(items) => items,
         Value::Null => return Vec::new(),
@@ -78,8 +78,7 @@ pub(super) fn typed_filter_list(
         }
         let mut track = serde_path_to_error::Track::new();
         let de = serde_path_to_error::Deserializer::new(item, &mut track);
-        let config: FilterConfig = match serde_yaml::with::singleton_map_recursive::deserialize(de)
-        {
+        let config: FilterFile = match serde_yaml::with::singleton_map_recursive::deserialize(de) {
             Ok(c) => c,
             Err(e) => {
                 let inner = track.path().to_string();
@@ -100,13 +99,13 @@ pub(super) fn typed_filter_list(
 }
 
 fn build_filter(
-    config: FilterConfig,
+    config: FilterFile,
     path: &str,
     deps: &FilterDeps,
     errors: &mut Errors,
-) -> Option<FilterSpec> {
+) -> Option<FilterConfig> {
     match config.check_with(deps) {
-        Ok(()) => Some(FilterSpec { config }),
+        Ok(()) => Some(FilterConfig { config }),
         Err(option_errors) => {
             for e in option_errors {
                 // An empty option path is about the filter as a whole.

@@ -157,7 +157,11 @@ fn hash_on_key(text: &str, base: &str, errors: &mut Errors) -> HashOn {
     }
 }
 
-fn health_check(file: HealthCheckFile, base: &str, errors: &mut Errors) -> Option<HealthCheck> {
+fn health_check(
+    file: HealthCheckFile,
+    base: &str,
+    errors: &mut Errors,
+) -> Option<HealthCheckConfig> {
     let before = errors.len();
     let path = file.path.unwrap_or_else(|| "/health".to_owned());
     if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
@@ -195,7 +199,7 @@ fn health_check(file: HealthCheckFile, base: &str, errors: &mut Errors) -> Optio
             );
         }
     }
-    (errors.len() == before).then_some(HealthCheck {
+    (errors.len() == before).then_some(HealthCheckConfig {
         path,
         interval,
         timeout,
