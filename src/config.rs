@@ -17,7 +17,7 @@ pub mod positions;
 mod validate;
 
 pub use crate::edge::limits::{IpNet, Limits};
-use crate::filter::FilterFile;
+use crate::filter::{CheckedFilter, FilterFile};
 use crate::routing::{Rewrite, RouteSpec, RouteTable};
 pub use crate::store::{StoreBackend, StoreConfig};
 pub use crate::upstream::config::{
@@ -104,10 +104,26 @@ pub struct AdminConfig {
     pub api_key: Option<String>,
 }
 
-/// A filter's options as written (checked; built by the runtime).
-#[derive(Debug, Clone, PartialEq)]
+/// A filter, validated: its options as written, and as checked (what the runtime
+/// builds the filter from).
+#[derive(Clone)]
 pub struct FilterConfig {
     pub config: FilterFile,
+    pub checked: CheckedFilter,
+}
+
+/// Compared and shown by the options as written: that is what identifies a
+/// filter's configuration across reloads (and in route fingerprints).
+impl PartialEq for FilterConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config
+    }
+}
+
+impl fmt::Debug for FilterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.config.fmt(f)
+    }
 }
 
 /// An endpoint the gateway serves itself, as a route target (`serve:`).

@@ -63,26 +63,46 @@ impl FilterFile {
         }
     }
 
-    /// Builds the runtime filter from its options and the shared parts it may use.
-    /// Never does I/O; errors name the offending option.
-    pub fn build(&self, deps: &FilterDeps) -> Result<Arc<dyn Filter>, Vec<OptionError>> {
+    /// Checks the options against the config's `auth` (the `jwt` filter's keys);
+    /// errors name the offending option. Filters that need no runtime parts are
+    /// built here, once.
+    pub fn check(&self, auth: &crate::auth::AuthConfig) -> Result<CheckedFilter, Vec<OptionError>> {
         Ok(match self {
-            Self::Headers(o) => Arc::new(headers::HeadersFilter::new(o)?),
-            Self::Jwt(o) => Arc::new(jwt::JwtFilter::new(o, deps)?),
-            Self::RequestId(o) => Arc::new(request_id::RequestIdFilter::new(o)?),
-            Self::RateLimit(o) => Arc::new(rate_limit::RateLimitFilter::new(o, deps)?),
-            Self::Cache(o) => Arc::new(cache::CacheFilter::new(o, deps)?),
+            Self::Headers(o) => CheckedFilter::Ready(Arc::new(headers::HeadersFilter::new(o)?)),
+            Self::RequestId(o) => {
+                CheckedFilter::Ready(Arc::new(request_id::RequestIdFilter::new(o)?))
+            }
+            Self::Jwt(o) => CheckedFilter::Jwt(jwt::JwtConfig::check(o, auth)?),
+            Self::RateLimit(o) => CheckedFilter::RateLimit(rate_limit::RateLimitConfig::check(o)?),
+            Self::Cache(o) => CheckedFilter::Cache(cache::CacheConfig::check(o)?),
         })
     }
 
-    /// Checks the options (config validation): a build against throwaway parts.
-    pub fn check(&self) -> Result<(), Vec<OptionError>> {
-        self.build(&FilterDeps::for_validation()).map(|_| ())
+    /// Checks and builds in one step (tests and benchmarks).
+    pub fn build(&self, deps: &FilterDeps) -> Result<Arc<dyn Filter>, Vec<OptionError>> {
+        Ok(self.check(&deps.auth)?.build(deps))
     }
+}
 
-    /// Checks the options against validation parts that carry the config's keys.
-    pub fn check_with(&self, deps: &FilterDeps) -> Result<(), Vec<OptionError>> {
-        self.build(deps).map(|_| ())
+/// A filter's options, checked by validation: the runtime builds the filter from
+/// it with its store, cache and route, which cannot fail.
+#[derive(Debug, Clone)]
+pub enum CheckedFilter {
+    /// Needs nothing from the runtime: built once, shared by every route.
+    Ready(Arc<dyn Filter>),
+    Jwt(jwt::JwtConfig),
+    RateLimit(rate_limit::RateLimitConfig),
+    Cache(cache::CacheConfig),
+}
+
+impl CheckedFilter {
+    pub fn build(&self, deps: &FilterDeps) -> Arc<dyn Filter> {
+        match self {
+            Self::Ready(filter) => filter.clone(),
+            Self::Jwt(c) => Arc::new(jwt::JwtFilter::build(c, deps)),
+            Self::RateLimit(c) => Arc::new(rate_limit::RateLimitFilter::build(c, deps)),
+            Self::Cache(c) => Arc::new(cache::CacheFilter::build(c, deps)),
+        }
     }
 }
 
@@ -102,7 +122,8 @@ pub struct FilterDeps {
 }
 
 impl FilterDeps {
-    /// Parts that do no I/O, for checking options while validating a config.
+    /// Standalone parts that do no I/O (a memory store, a small cache, no keys),
+    /// for building a filter outside a gateway: tests and benchmarks.
     pub fn for_validation() -> Self {
         Self {
             store: Arc::new(crate::store::MemoryStore::default()),
@@ -114,7 +135,7 @@ impl FilterDeps {
     }
 }
 
-/// A tiny cache for validation builds, made once (nothing is ever stored in it).
+/// A tiny cache for standalone builds, made once.
 fn validation_cache() -> Arc<crate::cache::Cache> {
     static CACHE: std::sync::OnceLock<Arc<crate::cache::Cache>> = std::sync::OnceLock::new();
     CACHE

@@ -130,8 +130,16 @@ impl Fill {
     }
 }
 
-impl CacheFilter {
-    pub fn new(o: &CacheOptions, deps: &FilterDeps) -> Result<Self, Vec<OptionError>> {
+/// `cache` options, checked: what the runtime builds from.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    rules: Rules,
+    vary: Vec<HeaderName>,
+    lock_timeout: Duration,
+}
+
+impl CacheConfig {
+    pub fn check(o: &CacheOptions) -> Result<Self, Vec<OptionError>> {
         let mut errors = Vec::new();
         if o.ttl.0.is_zero() {
             errors.push(OptionError::new("ttl", "must be greater than 0, e.g. 30s"));
@@ -175,6 +183,26 @@ impl CacheFilter {
         if !errors.is_empty() {
             return Err(errors);
         }
+        Ok(Self {
+            rules: Rules {
+                ttl: o.ttl.0,
+                max_body,
+                statuses,
+            },
+            vary,
+            lock_timeout,
+        })
+    }
+}
+
+impl CacheFilter {
+    /// Checks the options and builds the filter (tests; the gateway checks at
+    /// validation and builds with [`CacheFilter::build`]).
+    pub fn new(o: &CacheOptions, deps: &FilterDeps) -> Result<Self, Vec<OptionError>> {
+        Ok(Self::build(&CacheConfig::check(o)?, deps))
+    }
+
+    pub fn build(config: &CacheConfig, deps: &FilterDeps) -> Self {
         let counters = deps.route.as_deref().map(|route| {
             let c = |result| {
                 metrics()
@@ -183,18 +211,14 @@ impl CacheFilter {
             };
             [c("hit"), c("miss"), c("bypass")]
         });
-        Ok(Self {
+        Self {
             cache: deps.cache.clone(),
             fingerprint: deps.route_fingerprint,
-            rules: Rules {
-                ttl: o.ttl.0,
-                max_body,
-                statuses,
-            },
-            vary,
-            lock_timeout,
+            rules: config.rules.clone(),
+            vary: config.vary.clone(),
+            lock_timeout: config.lock_timeout,
             counters,
-        })
+        }
     }
 
     fn record(&self, ctx: &mut RequestContext, lookup: Lookup) {

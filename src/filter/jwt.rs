@@ -130,10 +130,20 @@ pub struct JwtFilter {
     scope_challenge: HeaderValue,
 }
 
-impl JwtFilter {
-    pub fn new(options: &JwtOptions, deps: &FilterDeps) -> Result<Self, Vec<OptionError>> {
+/// `jwt` options, checked against the config's keys: what the runtime builds from.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    keys: Vec<Arc<Key>>,
+    scopes: Vec<String>,
+}
+
+impl JwtConfig {
+    pub fn check(
+        options: &JwtOptions,
+        auth: &crate::auth::AuthConfig,
+    ) -> Result<Self, Vec<OptionError>> {
         let mut errors = Vec::new();
-        let all = &deps.auth.keys.keys;
+        let all = &auth.keys.keys;
         if all.is_empty() {
             errors.push(OptionError::new(
                 "",
@@ -147,7 +157,7 @@ impl JwtFilter {
                 }
                 ids.iter()
                     .enumerate()
-                    .filter_map(|(i, id)| match deps.auth.keys.get(id) {
+                    .filter_map(|(i, id)| match auth.keys.get(id) {
                         Some(k) => Some(k.clone()),
                         None => {
                             if !all.is_empty() {
@@ -182,6 +192,21 @@ impl JwtFilter {
         if !errors.is_empty() {
             return Err(errors);
         }
+        Ok(Self {
+            keys,
+            scopes: options.scopes.clone(),
+        })
+    }
+}
+
+impl JwtFilter {
+    /// Checks the options and builds the filter (tests; the gateway checks at
+    /// validation and builds with [`JwtFilter::build`]).
+    pub fn new(options: &JwtOptions, deps: &FilterDeps) -> Result<Self, Vec<OptionError>> {
+        Ok(Self::build(&JwtConfig::check(options, &deps.auth)?, deps))
+    }
+
+    pub fn build(config: &JwtConfig, deps: &FilterDeps) -> Self {
         let route = deps.route.as_deref().unwrap_or("global");
         let failures = REASONS
             .iter()
@@ -193,16 +218,16 @@ impl JwtFilter {
             .collect();
         let challenge = format!(
             "Bearer realm=\"fingate\", error=\"insufficient_scope\", scope=\"{}\"",
-            options.scopes.join(" ")
+            config.scopes.join(" ")
         );
-        Ok(Self {
-            keys,
-            scopes: options.scopes.clone(),
+        Self {
+            keys: config.keys.clone(),
+            scopes: config.scopes.clone(),
             failures,
             scope_challenge: HeaderValue::from_str(&challenge).unwrap_or_else(|_| {
                 HeaderValue::from_static("Bearer error=\"insufficient_scope\"")
             }),
-        })
+        }
     }
 
     /// The key for a token: by `kid` among this route's keys, else the first key of

@@ -111,8 +111,16 @@ fn parse_part(path: &str, raw: &str) -> Result<KeyPart, OptionError> {
     }
 }
 
-impl RateLimitFilter {
-    pub fn new(o: &RateLimitOptions, deps: &FilterDeps) -> Result<Self, Vec<OptionError>> {
+/// `rate_limit` options, checked: what the runtime builds from.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    rule: Rule,
+    parts: Vec<KeyPart>,
+    on_store_error: OnStoreError,
+}
+
+impl RateLimitConfig {
+    pub fn check(o: &RateLimitOptions) -> Result<Self, Vec<OptionError>> {
         let mut errors = Vec::new();
         let raw: Vec<(String, &String)> = match &o.key {
             KeyOption::One(k) => vec![("key".to_owned(), k)],
@@ -159,12 +167,28 @@ impl RateLimitFilter {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let rule = Rule {
-            algorithm: o.algorithm,
-            limit: o.limit,
-            per: o.per.0,
-            burst: o.burst,
-        };
+        Ok(Self {
+            rule: Rule {
+                algorithm: o.algorithm,
+                limit: o.limit,
+                per: o.per.0,
+                burst: o.burst,
+            },
+            parts,
+            on_store_error: o.on_store_error,
+        })
+    }
+}
+
+impl RateLimitFilter {
+    /// Checks the options and builds the filter (tests; the gateway checks at
+    /// validation and builds with [`RateLimitFilter::build`]).
+    pub fn new(o: &RateLimitOptions, deps: &FilterDeps) -> Result<Self, Vec<OptionError>> {
+        Ok(Self::build(&RateLimitConfig::check(o)?, deps))
+    }
+
+    pub fn build(config: &RateLimitConfig, deps: &FilterDeps) -> Self {
+        let rule = config.rule;
         let counters = deps.route.as_deref().map(|r| {
             let c = &metrics().rate_limit_decisions_total;
             (
@@ -172,18 +196,18 @@ impl RateLimitFilter {
                 c.with_label_values(&[r, "limited"]),
             )
         });
-        Ok(Self {
+        Self {
             prefix: format!("fingate:rl:{{{}", rule.tag()),
             rule,
-            parts,
-            on_store_error: o.on_store_error,
+            parts: config.parts.clone(),
+            on_store_error: config.on_store_error,
             store: deps.store.clone(),
             fallback: MemoryStore::default(),
             refused: RefusedKeys::default(),
             coalescer: (deps.store.backend() == StoreBackend::Redis).then(Coalescer::default),
             route: deps.route.clone(),
             counters,
-        })
+        }
     }
 
     /// `fingate:rl:{<rule>|<part>=<value>...}`: one hash tag per limiter key, so a

@@ -2,6 +2,7 @@
 //! `jwt` and `cache`, and conflicts across the whole table.
 
 use super::*;
+use crate::auth::AuthConfig;
 
 /// A global cache that runs before a route's `jwt` (see [`cache_before_auth`]).
 pub(super) fn check_cache_after_auth(
@@ -38,7 +39,7 @@ const CACHE_BEFORE_JWT: &str = "`cache` runs before `jwt` here, so a cached answ
 pub(super) fn typed_filter_list(
     value: Value,
     base: &str,
-    deps: &FilterDeps,
+    auth: &AuthConfig,
     errors: &mut Errors,
 ) -> Vec<FilterConfig> {
     let items = match value {
@@ -91,21 +92,21 @@ pub(super) fn typed_filter_list(
                 continue;
             }
         };
-        if let Some(spec) = build_filter(config, &path, deps, errors) {
+        if let Some(spec) = check_filter(config, &path, auth, errors) {
             out.push(spec);
         }
     }
     out
 }
 
-fn build_filter(
+fn check_filter(
     config: FilterFile,
     path: &str,
-    deps: &FilterDeps,
+    auth: &AuthConfig,
     errors: &mut Errors,
 ) -> Option<FilterConfig> {
-    match config.check_with(deps) {
-        Ok(()) => Some(FilterConfig { config }),
+    match config.check(auth) {
+        Ok(checked) => Some(FilterConfig { config, checked }),
         Err(option_errors) => {
             for e in option_errors {
                 // An empty option path is about the filter as a whole.
@@ -143,7 +144,6 @@ pub(super) fn routes(
     value: Value,
     targets: &Targets<'_>,
     default_max_body: u64,
-    deps: &FilterDeps,
     errors: &mut Errors,
 ) -> (Vec<RouteConfig>, Option<RouteTable<usize>>) {
     let items = match value {
@@ -195,7 +195,7 @@ pub(super) fn routes(
         let Some(target) = target(&file, &base, targets, errors) else {
             continue;
         };
-        if let Some(route) = route(file, target, &base, default_max_body, deps, errors) {
+        if let Some(route) = route(file, target, &base, default_max_body, targets.auth, errors) {
             out.push((Origin::File(i), route));
         }
     }
@@ -303,7 +303,7 @@ fn route(
     target: RouteTarget,
     base: &str,
     default_max_body: u64,
-    deps: &FilterDeps,
+    auth: &AuthConfig,
     errors: &mut Errors,
 ) -> Option<RouteConfig> {
     let before = errors.len();
@@ -363,7 +363,7 @@ fn route(
             None
         }
     });
-    let filters = typed_filter_list(file.filters, &format!("{base}.filters"), deps, errors);
+    let filters = typed_filter_list(file.filters, &format!("{base}.filters"), auth, errors);
     check_route_cache_order(&filters, base, errors);
     (errors.len() == before).then_some(RouteConfig {
         name: file.name,
