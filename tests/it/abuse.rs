@@ -289,11 +289,7 @@ fn the_admin_listener_has_a_head_deadline_and_a_connection_cap() {
     // The public listener has its own cap.
     assert_eq!(gw.get("/_mock/echo").status, 200);
     drop(held);
-    wait_for(Duration::from_secs(5), "a free admin slot", || {
-        try_request(gw.admin, "GET", "/healthz", &[], b"")
-            .ok()
-            .filter(|r| r.status == 200)
-    });
+    wait_for_ok(gw.admin, "/healthz", "a free admin slot");
 }
 
 /// The new limits are checked like the others: every problem, with its position.

@@ -284,11 +284,7 @@ fn connection_cap_refuses_cleanly() {
     assert_eq!(status_of(&answer), Some(503), "{answer}");
     assert!(answer.contains("too_many_connections"), "{answer}");
     drop(held);
-    wait_for(Duration::from_secs(5), "a free connection slot", || {
-        try_request(gw.addr, "GET", "/_mock/echo", &[], b"")
-            .ok()
-            .filter(|r| r.status == 200)
-    });
+    wait_for_ok(gw.addr, "/_mock/echo", "a free connection slot");
 }
 
 #[test]

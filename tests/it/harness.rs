@@ -349,6 +349,16 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path, &[], b"")
 }
 
+/// Waits (up to 5 s) until `GET path` on `addr` answers 200, e.g. for a freed
+/// connection slot.
+pub fn wait_for_ok(addr: SocketAddr, path: &str, what: &str) -> Response {
+    wait_for(Duration::from_secs(5), what, || {
+        try_request(addr, "GET", path, &[], b"")
+            .ok()
+            .filter(|r| r.status == 200)
+    })
+}
+
 pub fn request(
     addr: SocketAddr,
     method: &str,
