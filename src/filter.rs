@@ -9,6 +9,7 @@
 pub mod cache;
 pub mod chain;
 pub mod headers;
+pub mod ip_filter;
 pub mod jwt;
 pub mod rate_limit;
 pub mod request_id;
@@ -33,6 +34,7 @@ pub enum FilterFile {
     RequestId(request_id::RequestIdOptions),
     RateLimit(rate_limit::RateLimitOptions),
     Cache(cache::CacheOptions),
+    IpFilter(ip_filter::IpFilterOptions),
 }
 
 /// A problem in a filter's options: the path below the filter's key and what is wrong.
@@ -60,6 +62,7 @@ impl FilterFile {
             Self::RequestId(_) => "request_id",
             Self::RateLimit(_) => "rate_limit",
             Self::Cache(_) => "cache",
+            Self::IpFilter(_) => "ip_filter",
         }
     }
 
@@ -75,6 +78,7 @@ impl FilterFile {
             Self::Jwt(o) => CheckedFilter::Jwt(jwt::JwtConfig::check(o, auth)?),
             Self::RateLimit(o) => CheckedFilter::RateLimit(rate_limit::RateLimitConfig::check(o)?),
             Self::Cache(o) => CheckedFilter::Cache(cache::CacheConfig::check(o)?),
+            Self::IpFilter(o) => CheckedFilter::Ready(Arc::new(ip_filter::IpFilter::new(o)?)),
         })
     }
 

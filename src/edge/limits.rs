@@ -61,45 +61,84 @@ impl Default for Limits {
     }
 }
 
-/// An IP network (`10.0.0.0/8`, `::1/128`, or a single address).
+/// An IP network (`10.0.0.0/8`, `2001:db8::/32`, or a single address), for
+/// `trusted_proxies` and the `ip_filter` filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    pub addr: std::net::IpAddr,
-    pub prefix: u8,
-}
+pub struct IpNet(ipnet::IpNet);
 
 impl IpNet {
+    /// A network in CIDR notation, or one address (a /32 or /128). The host bits
+    /// of a network must be zero, so `10.0.0.1/8` (a typo for a host or for
+    /// `10.0.0.0/8`) is refused rather than silently widened.
     pub fn parse(text: &str) -> Result<Self, String> {
         let bad = || format!("{text:?} is not an IP address or network like 10.0.0.0/8");
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
-            None => (text, None),
+        let net = match text.parse::<ipnet::IpNet>() {
+            Ok(net) => net,
+            Err(_) => text
+                .parse::<std::net::IpAddr>()
+                .map(ipnet::IpNet::from)
+                .map_err(|_| bad())?,
         };
-        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        if prefix > max {
-            return Err(bad());
+        if net.trunc() != net {
+            return Err(format!(
+                "{text:?} has bits set after the prefix: write {}",
+                net.trunc()
+            ));
         }
-        Ok(Self { addr, prefix })
+        Ok(Self(net))
     }
 
+    /// Whether `ip` is in the network; an IPv4-mapped IPv6 address
+    /// (`::ffff:10.1.2.3`, as a dual-stack socket reports IPv4 peers) counts as
+    /// its IPv4 address.
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr::{V4, V6};
-        let ip = match ip {
-            V6(v6) => v6.to_ipv4_mapped().map_or(V6(v6), V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (V4(net), V4(ip)) => mask_eq(&net.octets(), &ip.octets(), self.prefix),
-            (V6(net), V6(ip)) => mask_eq(&net.octets(), &ip.octets(), self.prefix),
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
 }
 
-fn mask_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let full = usize::from(prefix / 8);
-    let rest = prefix % 8;
-    a[..full] == b[..full] && (rest == 0 || (a[full] ^ b[full]) >> (8 - rest) == 0)
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::IpNet;
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn networks_and_single_addresses() {
+        let net = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains(ip("10.200.1.1")));
+        assert!(!net.contains(ip("11.0.0.1")));
+        let one = IpNet::parse("203.0.113.7").unwrap();
+        assert!(one.contains(ip("203.0.113.7")));
+        assert!(!one.contains(ip("203.0.113.8")));
+        let v6 = IpNet::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains(ip("2001:db8:1::1")));
+        assert!(!v6.contains(ip("2001:db9::1")));
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_peers_match_ipv4_networks_only() {
+        let net = IpNet::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains(ip("::ffff:10.1.2.3")));
+        assert!(!IpNet::parse("::/0")
+            .unwrap()
+            .contains(ip("::ffff:10.1.2.3")));
+    }
+
+    #[test]
+    fn bad_text_and_host_bits_are_refused() {
+        for bad in ["10.0.0.0/33", "ten", "10.0.0.0/", "::1/129"] {
+            assert!(IpNet::parse(bad).is_err(), "{bad}");
+        }
+        let e = IpNet::parse("10.0.0.1/8").unwrap_err();
+        assert!(e.contains("write 10.0.0.0/8"), "{e}");
+    }
 }

@@ -16,6 +16,7 @@ mod demo;
 mod demo_secrets;
 mod hardening;
 mod identity;
+mod ip_filter;
 mod jwt;
 mod keepalive;
 mod layers;

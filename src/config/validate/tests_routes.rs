@@ -101,20 +101,20 @@ const SEVERAL: &[Case] = &[
         "gateway.yaml:8:39: routes[0].upstream: unknown upstream \"acounts\" (known: svc, empty)",
         "gateway.yaml:9:7: routes[1].name: duplicate route name \"a\" (also routes[0])",
         "gateway.yaml:10:47: routes[2].match.methods[0]: invalid method \"get\": write it in capitals, e.g. GET",
-        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`",
+        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`",
         "gateway.yaml:11:11: limits.max_headers: use 1 to 256",
     ]),
 ];
 
 const FILTERS: &[Case] = &[
     ("filter unknown name", "routes:\n  - name: r\n    match: { prefix: /r }\n    upstream: svc\n    filters:\n      - rate_limiter: { limit: 1 }\n", &[
-        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`",
+        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`",
     ]),
     ("filter global not a list", "filters: { request_id: {} }\n", &[
         "gateway.yaml:1:1: filters: expected a list of filters, e.g. `- request_id: {}`",
     ]),
     ("filter global unknown", "filters:\n  - request_id: {}\n  - gzip: {}\n", &[
-        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`",
+        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`",
     ]),
     ("filter without options", "filters:\n  - request_id\n  - request_id:\n", &[
         "gateway.yaml:2:5: filters[0]: a filter is written with its options: `- request_id: {}`",
@@ -156,6 +156,12 @@ const FILTERS: &[Case] = &[
     ("rate_limit algorithm and on_store_error", "filters:\n  - rate_limit: { key: ip, limit: 1, per: 1s, algorithm: leaky_bucket }\n  - rate_limit: { key: ip, limit: 1, per: 1s, on_store_error: fail }\n", &[
         "gateway.yaml:2:47: filters[0].rate_limit.algorithm: unknown variant `leaky_bucket`, expected `gcra` or `sliding_window`",
         "gateway.yaml:3:47: filters[1].rate_limit.on_store_error: unknown variant `fail`, expected `allow` or `deny`",
+    ]),
+    ("ip_filter options", "filters:\n  - ip_filter: {}\n  - ip_filter: { allow: [10.0.0.0/8, ten], deny: ['10.0.0.1/8'] }\n  - ip_filter: { allow: ['::1'], block: [] }\n", &[
+        "gateway.yaml:2:5: filters[0].ip_filter: list networks in `allow` and/or `deny`, e.g. { allow: [10.0.0.0/8] }",
+        "gateway.yaml:3:38: filters[1].ip_filter.allow[1]: \"ten\" is not an IP address or network like 10.0.0.0/8",
+        "gateway.yaml:3:51: filters[1].ip_filter.deny[0]: \"10.0.0.1/8\" has bits set after the prefix: write 10.0.0.0/8",
+        "gateway.yaml:4:34: filters[2].ip_filter.block: unknown field `block`, expected `allow` or `deny`",
     ]),
     ("rate_limit valid", "filters:\n  - rate_limit: { key: [consumer, route, 'header:X-Api-Key'], limit: 1000000000, per: 30d, burst: 20, algorithm: sliding_window, on_store_error: deny }\n", &[]),
     ("cache options", "filters:\n  - cache: { ttl: 0s, max_body: 0B, statuses: [200, 206, 304, 199, 600], vary: ['Accept Language'], lock_timeout: 2m }\n  - cache: { ttl: 30s, statuses: [] }\n  - cache: { max_body: 1MiB }\n", &[
