@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod chain;
+pub mod cors;
 pub mod headers;
 pub mod ip_filter;
 pub mod jwt;
@@ -35,6 +36,7 @@ pub enum FilterFile {
     RateLimit(rate_limit::RateLimitOptions),
     Cache(cache::CacheOptions),
     IpFilter(ip_filter::IpFilterOptions),
+    Cors(cors::CorsOptions),
 }
 
 /// A problem in a filter's options: the path below the filter's key and what is wrong.
@@ -63,6 +65,7 @@ impl FilterFile {
             Self::RateLimit(_) => "rate_limit",
             Self::Cache(_) => "cache",
             Self::IpFilter(_) => "ip_filter",
+            Self::Cors(_) => "cors",
         }
     }
 
@@ -79,6 +82,7 @@ impl FilterFile {
             Self::RateLimit(o) => CheckedFilter::RateLimit(rate_limit::RateLimitConfig::check(o)?),
             Self::Cache(o) => CheckedFilter::Cache(cache::CacheConfig::check(o)?),
             Self::IpFilter(o) => CheckedFilter::Ready(Arc::new(ip_filter::IpFilter::new(o)?)),
+            Self::Cors(o) => CheckedFilter::Cors(cors::CorsConfig::check(o)?),
         })
     }
 
@@ -97,6 +101,7 @@ pub enum CheckedFilter {
     Jwt(jwt::JwtConfig),
     RateLimit(rate_limit::RateLimitConfig),
     Cache(cache::CacheConfig),
+    Cors(cors::CorsConfig),
 }
 
 impl CheckedFilter {
@@ -106,6 +111,7 @@ impl CheckedFilter {
             Self::Jwt(c) => Arc::new(jwt::JwtFilter::build(c, deps)),
             Self::RateLimit(c) => Arc::new(rate_limit::RateLimitFilter::build(c, deps)),
             Self::Cache(c) => Arc::new(cache::CacheFilter::build(c, deps)),
+            Self::Cors(c) => Arc::new(cors::CorsFilter::build(c, deps.route_methods.as_deref())),
         }
     }
 }
@@ -123,6 +129,8 @@ pub struct FilterDeps {
     pub route_fingerprint: u64,
     /// `auth:` settings and keys (for the `jwt` filter).
     pub auth: Arc<crate::auth::AuthConfig>,
+    /// The route's methods (None: any), for `cors`'s default.
+    pub route_methods: Option<Arc<[http::Method]>>,
 }
 
 impl FilterDeps {
@@ -135,6 +143,7 @@ impl FilterDeps {
             cache: validation_cache(),
             route_fingerprint: 0,
             auth: Arc::default(),
+            route_methods: None,
         }
     }
 }
@@ -254,6 +263,12 @@ pub trait Filter: Send + Sync + Debug {
         _end_of_stream: bool,
         _ctx: &mut RequestContext,
     ) {
+    }
+
+    /// A CORS preflight for this filter's route: the answer, if this filter
+    /// answers preflights. Asked before any request phase, and never forwarded.
+    fn preflight(&self, _req: &dyn HeaderEdit, _ctx: &RequestContext) -> Option<LocalResponse> {
+        None
     }
 
     /// The exchange is over (also after errors). For accounting and deferred work.

@@ -8,7 +8,7 @@ use crate::background::control_runtime;
 use crate::cache::Cache;
 use crate::config::{self, Builtin, Config, ConfigErrors, RouteConfig, RouteTarget};
 use crate::filter::chain::FilterChain;
-use crate::filter::FilterDeps;
+use crate::filter::{FilterDeps, FilterFile};
 use crate::metrics::{metrics, RequestCounters};
 use crate::routing::{Rewrite, RouteTable};
 use crate::store::{self, Store};
@@ -123,11 +123,18 @@ impl Runtime {
                 cache: cache.clone(),
                 route_fingerprint,
                 auth: auth.config.clone(),
+                route_methods: r.spec.methods.as_deref().map(Arc::from),
             };
-            let filters = config
+            // `cors` runs first wherever it is listed: it answers preflights before
+            // any authentication or limit, and its headers must reach their refusals.
+            let (cors, others): (Vec<_>, Vec<_>) = config
                 .filters
                 .iter()
                 .chain(&r.filters)
+                .partition(|f| matches!(f.config, FilterFile::Cors(_)));
+            let filters = cors
+                .into_iter()
+                .chain(others)
                 .map(|f| f.checked.build(&deps))
                 .collect();
             let filters = FilterChain::new(filters);

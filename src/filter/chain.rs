@@ -59,6 +59,12 @@ impl FilterChain {
         None
     }
 
+    /// A CORS preflight: the first filter's answer that answers preflights (None:
+    /// no filter does, and the request is an ordinary `OPTIONS`).
+    pub fn preflight(&self, req: &dyn HeaderEdit, ctx: &RequestContext) -> Option<LocalResponse> {
+        self.filters.iter().find_map(|f| f.preflight(req, ctx))
+    }
+
     /// The request is about to go upstream: every filter, in order (a proxied
     /// request has entered them all).
     pub fn upstream_request(&self, req: &mut dyn HeaderEdit, ctx: &RequestContext) {

@@ -2,9 +2,10 @@
 //! [`request_phase`]:
 //!
 //! 1. **admit** — edge checks on the head, the normalised path, the client address;
-//! 2. **route** — the matched route (404 / 405 otherwise), the path to send
-//!    upstream, and the declared body size against the route's limit (413);
-//! 3. **filters** — the route's filter chain, which may answer;
+//! 2. **route** — the matched route (404 / 405 otherwise) and the path to send
+//!    upstream; a CORS preflight is answered here by the route it asks about;
+//! 3. **filters** — the route's filter chain, which may answer; then the declared
+//!    body size against the route's limit (413);
 //! 4. **target** — a built-in endpoint (`serve:`) answers here; for an upstream,
 //!    Pingora goes on to the upstream attempt (`upstream_peer`), the response
 //!    phase and the log, in `proxy.rs`.
@@ -12,11 +13,11 @@
 //! A step refuses by returning a [`GatewayError`]; [`request_phase`] is the one
 //! place that turns it into an answer.
 
-use super::local::{body_refusal, reject, run_request_filters};
+use super::local::{body_refusal, reject, respond, run_request_filters};
 use super::{builtin, headers, Ctx};
 use crate::edge::checks::{check_head, Framing};
 use crate::edge::forwarded::{self, Owned};
-use crate::error::{ErrorCode, GatewayError};
+use crate::error::{ErrorCode, GatewayError, LocalResponse};
 use crate::normalize::normalize_path;
 use crate::routing::Lookup;
 use crate::runtime::{Route, Runtime, Target};
@@ -32,7 +33,16 @@ pub(super) async fn request_phase(
     runtime: &Runtime,
 ) -> Result<bool> {
     let admitted = admit(session, ctx, runtime);
-    let route = match admitted.and_then(|a| route(session, ctx, runtime, a)) {
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(refusal) => return reject(session, ctx, refusal).await.map(|()| true),
+    };
+    // A CORS preflight is answered by the route the real request would take.
+    if let Some(answer) = preflight(session, ctx, runtime, &admitted.path) {
+        return respond(session, ctx, answer).await.map(|()| true);
+    }
+    let framing = admitted.framing;
+    let route = match route(session, ctx, runtime, admitted) {
         Ok(route) => route,
         Err(refusal) => return reject(session, ctx, refusal).await.map(|()| true),
     };
@@ -41,6 +51,10 @@ pub(super) async fn request_phase(
     if !route.filters.is_empty() && Box::pin(run_request_filters(session, ctx)).await? {
         return Ok(true);
     }
+    // After the filters, so that their answer headers (CORS) are on this refusal too.
+    if let Some(refusal) = body_refusal(framing, route.max_body) {
+        return reject(session, ctx, refusal).await.map(|()| true);
+    }
     match route.target {
         Target::Upstream(_) => Ok(false),
         Target::Serve(builtin) => {
@@ -48,6 +62,35 @@ pub(super) async fn request_phase(
             Ok(true)
         }
     }
+}
+
+/// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
+/// matched to the route of the method it asks about, answered by that route's
+/// filters (`cors`) before any of them runs on the request. None when the request
+/// is no preflight, or no filter of that route answers it (then it is an ordinary
+/// `OPTIONS` request).
+fn preflight(
+    session: &Session,
+    ctx: &mut Ctx,
+    runtime: &Runtime,
+    path: &str,
+) -> Option<LocalResponse> {
+    let req = session.req_header();
+    if req.method != Method::OPTIONS || !req.headers.contains_key(header::ORIGIN) {
+        return None;
+    }
+    let asked = req.headers.get(header::ACCESS_CONTROL_REQUEST_METHOD)?;
+    let asked = Method::from_bytes(asked.as_bytes()).ok()?;
+    let Lookup::Found { route: &index, .. } =
+        runtime.table.find(ctx.req.host.as_deref(), &asked, path)
+    else {
+        return None;
+    };
+    let route = runtime.route(index)?;
+    let answer = route.filters.preflight(&req.headers, &ctx.req)?;
+    ctx.req.path = path.to_owned();
+    ctx.req.route = Some(route.name.clone());
+    Some(answer)
 }
 
 /// What admission found out about the request.
@@ -155,9 +198,6 @@ fn route(
     ctx.req.query = query.map(str::to_owned);
     ctx.req.route = Some(found.name.clone());
     ctx.route = Some(found.clone());
-    if let Some(refusal) = body_refusal(framing, found.max_body) {
-        return Err(refusal);
-    }
     if framing.chunked {
         // Chunk framing is where parsers disagree (e.g. a bare LF in a chunk
         // extension); after a chunked body nothing more is read from this

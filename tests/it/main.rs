@@ -12,6 +12,7 @@ mod authkit;
 mod cache;
 mod cli;
 mod consumers;
+mod cors;
 mod demo;
 mod demo_secrets;
 mod hardening;

@@ -101,20 +101,20 @@ const SEVERAL: &[Case] = &[
         "gateway.yaml:8:39: routes[0].upstream: unknown upstream \"acounts\" (known: svc, empty)",
         "gateway.yaml:9:7: routes[1].name: duplicate route name \"a\" (also routes[0])",
         "gateway.yaml:10:47: routes[2].match.methods[0]: invalid method \"get\": write it in capitals, e.g. GET",
-        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`",
+        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`",
         "gateway.yaml:11:11: limits.max_headers: use 1 to 256",
     ]),
 ];
 
 const FILTERS: &[Case] = &[
     ("filter unknown name", "routes:\n  - name: r\n    match: { prefix: /r }\n    upstream: svc\n    filters:\n      - rate_limiter: { limit: 1 }\n", &[
-        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`",
+        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`",
     ]),
     ("filter global not a list", "filters: { request_id: {} }\n", &[
         "gateway.yaml:1:1: filters: expected a list of filters, e.g. `- request_id: {}`",
     ]),
     ("filter global unknown", "filters:\n  - request_id: {}\n  - gzip: {}\n", &[
-        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`",
+        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`",
     ]),
     ("filter without options", "filters:\n  - request_id\n  - request_id:\n", &[
         "gateway.yaml:2:5: filters[0]: a filter is written with its options: `- request_id: {}`",
@@ -162,6 +162,11 @@ const FILTERS: &[Case] = &[
         "gateway.yaml:3:38: filters[1].ip_filter.allow[1]: \"ten\" is not an IP address or network like 10.0.0.0/8",
         "gateway.yaml:3:51: filters[1].ip_filter.deny[0]: \"10.0.0.1/8\" has bits set after the prefix: write 10.0.0.0/8",
         "gateway.yaml:4:34: filters[2].ip_filter.block: unknown field `block`, expected `allow` or `deny`",
+    ]),
+    ("cors options", "filters:\n  - cors: { origins: ['*'], credentials: true }\n  - cors: { origins: [app.example.com] }\n  - cors: { origin: [] }\n", &[
+        "gateway.yaml:2:23: filters[0].cors.origins[0]: \"*\" cannot be used with `credentials: true` (browsers refuse it): list the origins",
+        "gateway.yaml:3:23: filters[1].cors.origins[0]: \"app.example.com\" is not an origin: write scheme://host[:port] without a path, e.g. https://app.example.com",
+        "gateway.yaml:4:13: filters[2].cors.origin: unknown field `origin`, expected one of `origins`, `methods`, `headers`, `expose`, `credentials`, `max_age`",
     ]),
     ("rate_limit valid", "filters:\n  - rate_limit: { key: [consumer, route, 'header:X-Api-Key'], limit: 1000000000, per: 30d, burst: 20, algorithm: sliding_window, on_store_error: deny }\n", &[]),
     ("cache options", "filters:\n  - cache: { ttl: 0s, max_body: 0B, statuses: [200, 206, 304, 199, 600], vary: ['Accept Language'], lock_timeout: 2m }\n  - cache: { ttl: 30s, statuses: [] }\n  - cache: { max_body: 1MiB }\n", &[
