@@ -14,6 +14,7 @@ pub mod ip_filter;
 pub mod jwt;
 pub mod rate_limit;
 pub mod request_id;
+pub mod validate;
 
 use crate::context::RequestContext;
 use crate::error::GatewayError;
@@ -37,6 +38,7 @@ pub enum FilterFile {
     Cache(cache::CacheOptions),
     IpFilter(ip_filter::IpFilterOptions),
     Cors(cors::CorsOptions),
+    Validate(validate::ValidateOptions),
 }
 
 /// A problem in a filter's options: the path below the filter's key and what is wrong.
@@ -66,13 +68,15 @@ impl FilterFile {
             Self::Cache(_) => "cache",
             Self::IpFilter(_) => "ip_filter",
             Self::Cors(_) => "cors",
+            Self::Validate(_) => "validate",
         }
     }
 
-    /// Checks the options against the config's `auth` (the `jwt` filter's keys);
-    /// errors name the offending option. Filters that need no runtime parts are
-    /// built here, once.
-    pub fn check(&self, auth: &crate::auth::AuthConfig) -> Result<CheckedFilter, Vec<OptionError>> {
+    /// Checks the options against the config (the `jwt` filter's keys, the folder
+    /// `validate`'s schema files are read from); errors name the offending option.
+    /// Filters that need no runtime parts are built here, once.
+    pub fn check(&self, check: &FilterCheck<'_>) -> Result<CheckedFilter, Vec<OptionError>> {
+        let auth = check.auth;
         Ok(match self {
             Self::Headers(o) => CheckedFilter::Ready(Arc::new(headers::HeadersFilter::new(o)?)),
             Self::RequestId(o) => {
@@ -83,13 +87,29 @@ impl FilterFile {
             Self::Cache(o) => CheckedFilter::Cache(cache::CacheConfig::check(o)?),
             Self::IpFilter(o) => CheckedFilter::Ready(Arc::new(ip_filter::IpFilter::new(o)?)),
             Self::Cors(o) => CheckedFilter::Cors(cors::CorsConfig::check(o)?),
+            Self::Validate(o) => {
+                CheckedFilter::Ready(Arc::new(validate::ValidateFilter::new(o, check)?))
+            }
         })
     }
 
-    /// Checks and builds in one step (tests and benchmarks).
+    /// Checks and builds in one step (tests and benchmarks; files relative to the
+    /// working directory).
     pub fn build(&self, deps: &FilterDeps) -> Result<Arc<dyn Filter>, Vec<OptionError>> {
-        Ok(self.check(&deps.auth)?.build(deps))
+        let check = FilterCheck {
+            auth: &deps.auth,
+            base_dir: std::path::Path::new("."),
+        };
+        Ok(self.check(&check)?.build(deps))
     }
+}
+
+/// What filter options are checked against: the config's `auth` section and the
+/// folder of the config file (relative file names are read from there).
+#[derive(Debug, Clone, Copy)]
+pub struct FilterCheck<'a> {
+    pub auth: &'a crate::auth::AuthConfig,
+    pub base_dir: &'a std::path::Path,
 }
 
 /// A filter's options, checked by validation: the runtime builds the filter from
@@ -268,6 +288,18 @@ pub trait Filter: Send + Sync + Debug {
     /// A CORS preflight for this filter's route: the answer, if this filter
     /// answers preflights. Asked before any request phase, and never forwarded.
     fn preflight(&self, _req: &dyn HeaderEdit, _ctx: &RequestContext) -> Option<LocalResponse> {
+        None
+    }
+
+    /// The largest request body this filter must see whole before the request
+    /// goes upstream (None: it reads no body).
+    fn body_limit(&self) -> Option<u64> {
+        None
+    }
+
+    /// The whole request body (for filters with a [`Filter::body_limit`]), before
+    /// anything is sent upstream: a refusal, or None to go on.
+    fn request_body(&self, _body: &[u8], _ctx: &mut RequestContext) -> Option<GatewayError> {
         None
     }
 

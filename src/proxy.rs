@@ -64,6 +64,8 @@ pub struct Ctx {
     peer_ip: Option<std::net::IpAddr>,
     /// How many of the route's filters the request entered (see `FilterChain`).
     entered: usize,
+    /// The request body, when the gateway read it whole (a filter checked it).
+    body: Option<Bytes>,
 }
 
 #[async_trait]
@@ -89,6 +91,7 @@ impl ProxyHttp for Proxy {
             body_bytes: 0,
             peer_ip: None,
             entered: 0,
+            body: None,
         })
     }
 

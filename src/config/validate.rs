@@ -9,7 +9,7 @@ use super::file::{
 };
 use super::*;
 use crate::filter::cache::cache_before_auth;
-use crate::filter::FilterFile;
+use crate::filter::{FilterCheck, FilterFile};
 use crate::routing::{PathPattern, PathTemplate, RouteTable};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
@@ -112,13 +112,18 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let auth = crate::auth::settings::auth(take("auth"), base_dir, &mut errors);
     let consumers = crate::auth::settings::consumers(take("consumers"), &mut errors);
     // Filters are checked against the config's own keys (the `jwt` filter needs them).
-    let filters = typed_filter_list(take("filters"), "filters", &auth, &mut errors);
+    let check = FilterCheck {
+        auth: &auth,
+        base_dir,
+    };
+    let filters = typed_filter_list(take("filters"), "filters", &check, &mut errors);
     let limits = limits(take("limits"), &mut errors);
     let trusted_proxies = trusted_proxies(take("trusted_proxies"), &mut errors);
     let shutdown_grace = shutdown_grace(take("shutdown"), &mut errors);
     let targets = routes::Targets {
         upstreams: &declared,
         auth: &auth,
+        filters: check,
     };
     let (routes, table) = routes(take("routes"), &targets, limits.max_body, &mut errors);
     let cache = cache_settings(take("cache"), &mut errors);

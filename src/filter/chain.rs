@@ -65,6 +65,20 @@ impl FilterChain {
         self.filters.iter().find_map(|f| f.preflight(req, ctx))
     }
 
+    /// The largest body some filter must see whole (the smallest of their limits);
+    /// None when no filter reads the body.
+    pub fn body_limit(&self) -> Option<u64> {
+        self.filters.iter().filter_map(|f| f.body_limit()).min()
+    }
+
+    /// The whole body, to the filters that read it, in order: the first refusal.
+    pub fn request_body(&self, body: &[u8], ctx: &mut RequestContext) -> Option<GatewayError> {
+        self.filters
+            .iter()
+            .filter(|f| f.body_limit().is_some())
+            .find_map(|f| f.request_body(body, ctx))
+    }
+
     /// The request is about to go upstream: every filter, in order (a proxied
     /// request has entered them all).
     pub fn upstream_request(&self, req: &mut dyn HeaderEdit, ctx: &RequestContext) {

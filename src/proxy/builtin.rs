@@ -60,7 +60,11 @@ async fn token(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Resu
         let e = GatewayError::new(ErrorCode::RouteNotFound, "no token endpoint is configured");
         return reject(session, ctx, e).await;
     };
-    let Some(body) = read_body(session).await? else {
+    let read = match ctx.body.take() {
+        Some(checked) => Some(checked),
+        None => read_body(session).await?,
+    };
+    let Some(body) = read else {
         return reject(session, ctx, body_too_large().closing()).await;
     };
     let head = session.req_header();

@@ -55,6 +55,13 @@ pub(super) async fn request_phase(
     if let Some(refusal) = body_refusal(framing, route.max_body) {
         return reject(session, ctx, refusal).await.map(|()| true);
     }
+    // A filter that checks the body (`validate`) sees it whole before anything
+    // goes upstream; the body it checked is what is forwarded.
+    if let (Some(limit), true) = (route.filters.body_limit(), ctx.req.has_body) {
+        if let Err(refusal) = Box::pin(check_body(session, ctx, &route, limit)).await? {
+            return reject(session, ctx, refusal).await.map(|()| true);
+        }
+    }
     match route.target {
         Target::Upstream(_) => Ok(false),
         Target::Serve(builtin) => {
@@ -91,6 +98,35 @@ fn preflight(
     ctx.req.path = path.to_owned();
     ctx.req.route = Some(route.name.clone());
     Some(answer)
+}
+
+/// Reads the whole body (at most `limit` bytes) into Pingora's retry buffer,
+/// which it forwards from, and hands it to the filters that check bodies. The
+/// body stays in the context for a built-in endpoint.
+async fn check_body(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    route: &Route,
+    limit: u64,
+) -> Result<Result<(), GatewayError>> {
+    session.enable_retry_buffering();
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(Err(GatewayError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("this route checks request bodies of up to {limit} bytes"),
+            )
+            .closing()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+    if let Some(refusal) = route.filters.request_body(&body, &mut ctx.req) {
+        return Ok(Err(refusal));
+    }
+    ctx.body = Some(body);
+    Ok(Ok(()))
 }
 
 /// What admission found out about the request.

@@ -163,8 +163,25 @@ impl Gateway {
         Self::start_full(yaml, env, &[])
     }
 
+    /// Like [`Gateway::start`] with one more file beside the config (e.g. a schema).
+    pub fn start_with_file(yaml: &str, name: &str, contents: &str) -> Gateway {
+        Self::start_in(yaml, &[], &[], &[(name, contents)])
+    }
+
     pub fn start_full(yaml: &str, env: &[(&str, &str)], args: &[&str]) -> Gateway {
+        Self::start_in(yaml, env, args, &[])
+    }
+
+    fn start_in(
+        yaml: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        files: &[(&str, &str)],
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("gateway.yaml");

@@ -27,3 +27,4 @@ mod rate_limit;
 mod routing;
 mod token_endpoint;
 mod upstreams;
+mod validate;

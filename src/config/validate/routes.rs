@@ -2,7 +2,7 @@
 //! `jwt` and `cache`, and conflicts across the whole table.
 
 use super::*;
-use crate::auth::AuthConfig;
+use crate::filter::FilterCheck;
 
 /// A global cache that runs before a route's `jwt` (see [`cache_before_auth`]).
 pub(super) fn check_cache_after_auth(
@@ -39,7 +39,7 @@ const CACHE_BEFORE_JWT: &str = "`cache` runs before `jwt` here, so a cached answ
 pub(super) fn typed_filter_list(
     value: Value,
     base: &str,
-    auth: &AuthConfig,
+    check: &FilterCheck<'_>,
     errors: &mut Errors,
 ) -> Vec<FilterConfig> {
     let items = match value {
@@ -92,7 +92,7 @@ pub(super) fn typed_filter_list(
                 continue;
             }
         };
-        if let Some(spec) = check_filter(config, &path, auth, errors) {
+        if let Some(spec) = check_filter(config, &path, check, errors) {
             out.push(spec);
         }
     }
@@ -102,10 +102,10 @@ pub(super) fn typed_filter_list(
 fn check_filter(
     config: FilterFile,
     path: &str,
-    auth: &AuthConfig,
+    check: &FilterCheck<'_>,
     errors: &mut Errors,
 ) -> Option<FilterConfig> {
-    match config.check(auth) {
+    match config.check(check) {
         Ok(checked) => Some(FilterConfig { config, checked }),
         Err(option_errors) => {
             for e in option_errors {
@@ -138,6 +138,8 @@ enum Origin {
 pub(super) struct Targets<'a> {
     pub upstreams: &'a [String],
     pub auth: &'a crate::auth::AuthConfig,
+    /// What filters are checked against.
+    pub filters: FilterCheck<'a>,
 }
 
 pub(super) fn routes(
@@ -195,7 +197,14 @@ pub(super) fn routes(
         let Some(target) = target(&file, &base, targets, errors) else {
             continue;
         };
-        if let Some(route) = route(file, target, &base, default_max_body, targets.auth, errors) {
+        if let Some(route) = route(
+            file,
+            target,
+            &base,
+            default_max_body,
+            &targets.filters,
+            errors,
+        ) {
             out.push((Origin::File(i), route));
         }
     }
@@ -303,7 +312,7 @@ fn route(
     target: RouteTarget,
     base: &str,
     default_max_body: u64,
-    auth: &AuthConfig,
+    check: &FilterCheck<'_>,
     errors: &mut Errors,
 ) -> Option<RouteConfig> {
     let before = errors.len();
@@ -363,7 +372,7 @@ fn route(
             None
         }
     });
-    let filters = typed_filter_list(file.filters, &format!("{base}.filters"), auth, errors);
+    let filters = typed_filter_list(file.filters, &format!("{base}.filters"), check, errors);
     check_route_cache_order(&filters, base, errors);
     (errors.len() == before).then_some(RouteConfig {
         name: file.name,

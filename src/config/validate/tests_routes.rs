@@ -101,20 +101,20 @@ const SEVERAL: &[Case] = &[
         "gateway.yaml:8:39: routes[0].upstream: unknown upstream \"acounts\" (known: svc, empty)",
         "gateway.yaml:9:7: routes[1].name: duplicate route name \"a\" (also routes[0])",
         "gateway.yaml:10:47: routes[2].match.methods[0]: invalid method \"get\": write it in capitals, e.g. GET",
-        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`",
+        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`",
         "gateway.yaml:11:11: limits.max_headers: use 1 to 256",
     ]),
 ];
 
 const FILTERS: &[Case] = &[
     ("filter unknown name", "routes:\n  - name: r\n    match: { prefix: /r }\n    upstream: svc\n    filters:\n      - rate_limiter: { limit: 1 }\n", &[
-        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`",
+        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`",
     ]),
     ("filter global not a list", "filters: { request_id: {} }\n", &[
         "gateway.yaml:1:1: filters: expected a list of filters, e.g. `- request_id: {}`",
     ]),
     ("filter global unknown", "filters:\n  - request_id: {}\n  - gzip: {}\n", &[
-        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`",
+        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`",
     ]),
     ("filter without options", "filters:\n  - request_id\n  - request_id:\n", &[
         "gateway.yaml:2:5: filters[0]: a filter is written with its options: `- request_id: {}`",
@@ -167,6 +167,12 @@ const FILTERS: &[Case] = &[
         "gateway.yaml:2:23: filters[0].cors.origins[0]: \"*\" cannot be used with `credentials: true` (browsers refuse it): list the origins",
         "gateway.yaml:3:23: filters[1].cors.origins[0]: \"app.example.com\" is not an origin: write scheme://host[:port] without a path, e.g. https://app.example.com",
         "gateway.yaml:4:13: filters[2].cors.origin: unknown field `origin`, expected one of `origins`, `methods`, `headers`, `expose`, `credentials`, `max_age`",
+    ]),
+    ("validate options", "filters:\n  - validate: { schema: { type: 12 } }\n  - validate: { json_schema: missing.json, max_body: 1MiB }\n  - validate: {}\n", &[
+        "gateway.yaml:2:17: filters[0].validate.schema: the schema does not compile: 12 is not valid under any of the schemas listed in the 'anyOf' keyword",
+        "gateway.yaml:3:17: filters[1].validate.json_schema: cannot read missing.json: No such file or directory (os error 2)",
+        "gateway.yaml:3:44: filters[1].validate.max_body: use 1B to 64KiB: the body is held whole while it is checked",
+        "gateway.yaml:4:5: filters[2].validate: give exactly one of `json_schema` (a file) or `schema` (inline)",
     ]),
     ("rate_limit valid", "filters:\n  - rate_limit: { key: [consumer, route, 'header:X-Api-Key'], limit: 1000000000, per: 30d, burst: 20, algorithm: sliding_window, on_store_error: deny }\n", &[]),
     ("cache options", "filters:\n  - cache: { ttl: 0s, max_body: 0B, statuses: [200, 206, 304, 199, 600], vary: ['Accept Language'], lock_timeout: 2m }\n  - cache: { ttl: 30s, statuses: [] }\n  - cache: { max_body: 1MiB }\n", &[
