@@ -96,6 +96,81 @@ impl IpNet {
     }
 }
 
+/// Networks for fast lookup: each family's networks as sorted, merged address
+/// ranges, searched by bisection, so a list of thousands costs a few comparisons.
+#[derive(Debug, Clone, Default)]
+pub struct IpSet {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+/// Sorts and merges overlapping or adjacent ranges.
+fn merged<T: Copy + Ord + num_like::Successor>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match out.last_mut() {
+            Some(last) if start <= last.1.successor() => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
+/// The last range starting at or before `ip` contains it, or none does.
+fn in_ranges<T: Copy + Ord>(ranges: &[(T, T)], ip: T) -> bool {
+    let after = ranges.partition_point(|&(start, _)| start <= ip);
+    after > 0 && ranges[after - 1].1 >= ip
+}
+
+mod num_like {
+    /// The next value, saturating (to merge adjacent ranges).
+    pub trait Successor {
+        fn successor(self) -> Self;
+    }
+    impl Successor for u32 {
+        fn successor(self) -> Self {
+            self.saturating_add(1)
+        }
+    }
+    impl Successor for u128 {
+        fn successor(self) -> Self {
+            self.saturating_add(1)
+        }
+    }
+}
+
+impl IpSet {
+    pub fn new(nets: &[IpNet]) -> Self {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for IpNet(net) in nets {
+            match net {
+                ipnet::IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
+                ipnet::IpNet::V6(n) => {
+                    v6.push((u128::from(n.network()), u128::from(n.broadcast())))
+                }
+            }
+        }
+        Self {
+            v4: merged(v4),
+            v6: merged(v6),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    /// Whether `ip` is in one of the networks (IPv4-mapped IPv6 as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        match ip.to_canonical() {
+            std::net::IpAddr::V4(v4) => in_ranges(&self.v4, u32::from(v4)),
+            std::net::IpAddr::V6(v6) => in_ranges(&self.v6, u128::from(v6)),
+        }
+    }
+}
+
 impl std::fmt::Display for IpNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
@@ -131,6 +206,44 @@ mod tests {
         assert!(!IpNet::parse("::/0")
             .unwrap()
             .contains(ip("::ffff:10.1.2.3")));
+    }
+
+    #[test]
+    fn a_set_agrees_with_its_networks_one_by_one() {
+        let nets: Vec<IpNet> = [
+            "10.0.0.0/8",
+            "10.1.0.0/16",
+            "192.0.2.0/25",
+            "192.0.2.128/25",
+            "198.51.100.7",
+            "2001:db8::/32",
+            "::1",
+        ]
+        .iter()
+        .map(|n| IpNet::parse(n).unwrap())
+        .collect();
+        let set = super::IpSet::new(&nets);
+        for probe in [
+            "10.2.3.4",
+            "9.255.255.255",
+            "11.0.0.0",
+            "192.0.2.0",
+            "192.0.2.255",
+            "192.0.3.0",
+            "198.51.100.7",
+            "198.51.100.8",
+            "2001:db8:ffff::1",
+            "2001:db9::",
+            "::1",
+            "::2",
+            "::ffff:10.9.9.9",
+            "0.0.0.0",
+            "255.255.255.255",
+        ] {
+            let one_by_one = nets.iter().any(|n| n.contains(ip(probe)));
+            assert_eq!(set.contains(ip(probe)), one_by_one, "{probe}");
+        }
+        assert!(super::IpSet::new(&[]).is_empty());
     }
 
     #[test]

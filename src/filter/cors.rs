@@ -238,7 +238,7 @@ impl CorsFilter {
     }
 
     /// The value for `Access-Control-Allow-Origin`, when `origin` is allowed.
-    fn allow_origin(&self, origin: &HeaderValue) -> Option<HeaderValue> {
+    pub fn allow_origin(&self, origin: &HeaderValue) -> Option<HeaderValue> {
         let text = origin.to_str().ok()?;
         let pattern = self.config.origins.iter().find(|p| p.matches(text))?;
         if *pattern == OriginPattern::Any && !self.config.credentials {

@@ -8,7 +8,7 @@
 
 use super::{Filter, FilterError, Flow, HeaderEdit, OptionError};
 use crate::context::RequestContext;
-use crate::edge::limits::IpNet;
+use crate::edge::limits::{IpNet, IpSet};
 use crate::error::{ErrorCode, GatewayError};
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -27,8 +27,8 @@ pub struct IpFilterOptions {
 
 #[derive(Debug)]
 pub struct IpFilter {
-    allow: Vec<IpNet>,
-    deny: Vec<IpNet>,
+    allow: IpSet,
+    deny: IpSet,
 }
 
 fn networks(list: &[String], key: &str, errors: &mut Vec<OptionError>) -> Vec<IpNet> {
@@ -54,17 +54,20 @@ impl IpFilter {
         let allow = networks(&options.allow, "allow", &mut errors);
         let deny = networks(&options.deny, "deny", &mut errors);
         if errors.is_empty() {
-            Ok(Self { allow, deny })
+            Ok(Self {
+                allow: IpSet::new(&allow),
+                deny: IpSet::new(&deny),
+            })
         } else {
             Err(errors)
         }
     }
 
     /// Whether a request from `ip` may pass.
-    fn admits(&self, ip: Option<IpAddr>) -> bool {
+    pub fn admits(&self, ip: Option<IpAddr>) -> bool {
         match ip {
-            Some(ip) if self.deny.iter().any(|n| n.contains(ip)) => false,
-            Some(ip) => self.allow.is_empty() || self.allow.iter().any(|n| n.contains(ip)),
+            Some(ip) if self.deny.contains(ip) => false,
+            Some(ip) => self.allow.is_empty() || self.allow.contains(ip),
             None => self.allow.is_empty(),
         }
     }

@@ -6,8 +6,7 @@ use std::collections::HashSet;
 
 /// gateway.yaml with the services' fixed ports swapped for this test's ephemeral ones.
 fn demo_config(mock: &Mock) -> String {
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.yaml")).unwrap();
+    let shipped = shipped_config("gateway.yaml");
     let mut yaml = shipped
         .replace("127.0.0.1:8080", "{LISTEN}")
         .replace("127.0.0.1:9901", "{ADMIN}");
@@ -97,6 +96,41 @@ fn a_transfer_shows_in_the_statement_from_either_accounts_instance() {
         br#"{"from_account":"ACC-1001","to_account":"ACC-2001","amount":2500,"currency":"EUR"}"#,
     );
     assert_eq!(r.status, 201, "{}", r.body_text());
+    // The payment schema stops a malformed order at the gateway.
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/payments",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        br#"{"from_account":"ACC-1001","to_account":"ACC-2001","amount":-5,"currency":"euro"}"#,
+    );
+    assert_eq!(r.status, 422, "{}", r.body_text());
+    let pointers: Vec<String> = r.json()["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        pointers.contains(&"/amount".to_owned()) && pointers.contains(&"/currency".to_owned()),
+        "{pointers:?}"
+    );
+    // The web client's origin may log in and pay from the browser.
+    let preflight = request(
+        gw.addr,
+        "OPTIONS",
+        "/auth/token",
+        &[
+            ("Origin", "http://127.0.0.1:8090"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
+        b"",
+    );
+    assert_eq!(preflight.status, 204, "{}", preflight.body_text());
 
     // Round robin alternates the two instances: read until both have answered.
     let mut served_after = HashSet::new();

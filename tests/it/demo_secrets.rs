@@ -16,7 +16,7 @@ fn repo() -> &'static Path {
 }
 
 fn shipped(name: &str) -> String {
-    std::fs::read_to_string(repo().join(name)).unwrap()
+    shipped_config(name)
 }
 
 /// The default a shipped file gives `${var:-default}`.

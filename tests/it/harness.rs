@@ -34,6 +34,17 @@ pub fn mock_bin() -> PathBuf {
         .clone()
 }
 
+/// A config file shipped in the repository, with the files it names relative to
+/// its folder (`examples/schemas/...`) made absolute, so it can run from a test's
+/// temporary folder.
+pub fn shipped_config(name: &str) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(repo.join(name)).unwrap().replace(
+        "json_schema: examples/",
+        &format!("json_schema: {}/examples/", repo.display()),
+    )
+}
+
 /// A free loopback port for a process the test starts.
 ///
 /// Ports come from a range below Linux's ephemeral range (32768+), handed out by a

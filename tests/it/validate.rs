@@ -124,3 +124,69 @@ fn a_schema_that_does_not_compile_is_a_validation_error_at_its_place() {
         "{text}"
     );
 }
+
+/// Schemas, CORS lists and CIDRs are the config's: a reload applies changes to
+/// them (the schema file is read again) for the next requests.
+#[test]
+fn a_reload_applies_new_schemas_origins_and_networks() {
+    let m = Mock::one("accounts", "a", &[]);
+    let yaml = |origin: &str, allow: &str| {
+        format!(
+            r#"listen: [{{ address: '{{LISTEN}}' }}]
+admin: {{ address: '{{ADMIN}}', api_key: '{{ADMIN_KEY}}' }}
+upstreams:
+  a: {{ targets: [{}] }}
+routes:
+  - name: pay
+    match: {{ path: /pay }}
+    upstream: a
+    rewrite: {{ path: /_mock/echo/pay }}
+    filters:
+      - validate: {{ json_schema: payment.json }}
+      - cors: {{ origins: ['{origin}'] }}
+      - ip_filter: {{ allow: ['{allow}'] }}
+"#,
+            m.addr("a")
+        )
+    };
+    let gw = Gateway::start_with_file(
+        &yaml("https://old.example", "127.0.0.0/8"),
+        "payment.json",
+        SCHEMA,
+    );
+    let order = br#"{"from_account": "ACC-1", "amount": 5, "currency": "EUR"}"#;
+    let pay = |origin: &str| {
+        request(
+            gw.addr,
+            "POST",
+            "/pay",
+            &[("Content-Type", "application/json"), ("Origin", origin)],
+            order,
+        )
+    };
+    assert_eq!(pay("https://old.example").status, 200);
+    assert_eq!(pay("https://new.example").status, 403);
+
+    // A stricter schema (a `reference` is now required), another origin, and a
+    // network that excludes the test's own address.
+    let stricter = SCHEMA.replace(
+        r#""required": ["from_account", "amount", "currency"]"#,
+        r#""required": ["from_account", "amount", "currency", "reference"]"#,
+    );
+    std::fs::write(gw.config.with_file_name("payment.json"), stricter).unwrap();
+    gw.write_config(&yaml("https://new.example", "127.0.0.0/8"));
+    assert_eq!(gw.admin("POST", "/admin/reload").status, 200);
+    let r = pay("https://new.example");
+    assert_eq!(r.status, 422, "{}", r.body_text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://new.example")
+    );
+    assert_eq!(pay("https://old.example").status, 403);
+
+    gw.write_config(&yaml("https://new.example", "10.0.0.0/8"));
+    assert_eq!(gw.admin("POST", "/admin/reload").status, 200);
+    let r = pay("https://new.example");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "ip_forbidden");
+}
