@@ -2,13 +2,13 @@
 //! endpoint and the JWKS of an asymmetric signing key. They run after routing and
 //! the route's filters, like any other route.
 
-use super::local::{reject, respond};
+use super::local::{read_body, reject, respond};
 use super::Ctx;
 use crate::auth::token_endpoint::{body_too_large, TokenRequest, MAX_BODY};
 use crate::auth::AuthRuntime;
 use crate::config::Builtin;
 use crate::error::{ErrorCode, GatewayError, LocalResponse};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderValue, Method, StatusCode};
 use pingora::proxy::Session;
 use pingora::Result;
@@ -62,7 +62,7 @@ async fn token(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Resu
     };
     let read = match ctx.body.take() {
         Some(checked) => Some(checked),
-        None => read_body(session).await?,
+        None => read_body(session, MAX_BODY as u64).await?,
     };
     let Some(body) = read else {
         return reject(session, ctx, body_too_large().closing()).await;
@@ -89,26 +89,4 @@ async fn token(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Resu
         }
         Err(e) => reject(session, ctx, e).await,
     }
-}
-
-/// The request body, or `None` when it is larger than [`MAX_BODY`] (judged from
-/// `Content-Length` before reading, and while reading for chunked bodies).
-async fn read_body(session: &mut Session) -> Result<Option<Bytes>> {
-    let declared = session
-        .req_header()
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Ok(None);
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Ok(None);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Some(body.freeze()))
 }

@@ -1,4 +1,5 @@
-//! Responses the gateway makes itself: a filter's answer, an edge refusal, an error.
+//! Responses the gateway makes itself: a filter's answer, an edge refusal, an
+//! error; and the one reader of a whole request body for the gateway's own use.
 //!
 //! A filter's answer passes back through the response phase of the filters already
 //! entered (itself included); an edge refusal comes before any filter.
@@ -7,6 +8,7 @@ use super::headers::{ReqView, RespView};
 use super::Ctx;
 use crate::edge::checks::Framing;
 use crate::error::{ErrorCode, GatewayError, LocalResponse};
+use bytes::{Bytes, BytesMut};
 use http::{header, HeaderValue, Method};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
@@ -104,4 +106,26 @@ pub(super) fn body_refusal(framing: Framing, max_body: u64) -> Option<GatewayErr
         )
         .closing()
     })
+}
+
+/// The whole request body, or `None` when it is larger than `limit` (judged from
+/// `Content-Length` before reading, and while reading for chunked bodies).
+pub(super) async fn read_body(session: &mut Session, limit: u64) -> Result<Option<Bytes>> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
 }

@@ -13,7 +13,7 @@
 //! A step refuses by returning a [`GatewayError`]; [`request_phase`] is the one
 //! place that turns it into an answer.
 
-use super::local::{body_refusal, reject, respond, run_request_filters};
+use super::local::{body_refusal, read_body, reject, respond, run_request_filters};
 use super::{builtin, headers, Ctx};
 use crate::edge::checks::{check_head, Framing};
 use crate::edge::forwarded::{self, Owned};
@@ -110,18 +110,13 @@ async fn check_body(
     limit: u64,
 ) -> Result<Result<(), GatewayError>> {
     session.enable_retry_buffering();
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = session.read_request_body().await? {
-        if (body.len() + chunk.len()) as u64 > limit {
-            return Ok(Err(GatewayError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("this route checks request bodies of up to {limit} bytes"),
-            )
-            .closing()));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    let body = body.freeze();
+    let Some(body) = read_body(session, limit).await? else {
+        return Ok(Err(GatewayError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("this route checks request bodies of up to {limit} bytes"),
+        )
+        .closing()));
+    };
     if let Some(refusal) = route.filters.request_body(&body, &mut ctx.req) {
         return Ok(Err(refusal));
     }
