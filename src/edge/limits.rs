@@ -97,20 +97,21 @@ impl IpNet {
 }
 
 /// Networks for fast lookup: each family's networks as sorted, merged address
-/// ranges, searched by bisection, so a list of thousands costs a few comparisons.
+/// ranges (IPv4 widened to `u128`), searched by bisection, so a list of thousands
+/// costs a few comparisons.
 #[derive(Debug, Clone, Default)]
 pub struct IpSet {
-    v4: Vec<(u32, u32)>,
+    v4: Vec<(u128, u128)>,
     v6: Vec<(u128, u128)>,
 }
 
 /// Sorts and merges overlapping or adjacent ranges.
-fn merged<T: Copy + Ord + num_like::Successor>(mut ranges: Vec<(T, T)>) -> Vec<(T, T)> {
+fn merged(mut ranges: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
     ranges.sort_unstable();
-    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+    let mut out: Vec<(u128, u128)> = Vec::with_capacity(ranges.len());
     for (start, end) in ranges {
         match out.last_mut() {
-            Some(last) if start <= last.1.successor() => last.1 = last.1.max(end),
+            Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
             _ => out.push((start, end)),
         }
     }
@@ -118,26 +119,9 @@ fn merged<T: Copy + Ord + num_like::Successor>(mut ranges: Vec<(T, T)>) -> Vec<(
 }
 
 /// The last range starting at or before `ip` contains it, or none does.
-fn in_ranges<T: Copy + Ord>(ranges: &[(T, T)], ip: T) -> bool {
+fn in_ranges(ranges: &[(u128, u128)], ip: u128) -> bool {
     let after = ranges.partition_point(|&(start, _)| start <= ip);
     after > 0 && ranges[after - 1].1 >= ip
-}
-
-mod num_like {
-    /// The next value, saturating (to merge adjacent ranges).
-    pub trait Successor {
-        fn successor(self) -> Self;
-    }
-    impl Successor for u32 {
-        fn successor(self) -> Self {
-            self.saturating_add(1)
-        }
-    }
-    impl Successor for u128 {
-        fn successor(self) -> Self {
-            self.saturating_add(1)
-        }
-    }
 }
 
 impl IpSet {
@@ -146,7 +130,10 @@ impl IpSet {
         let mut v6 = Vec::new();
         for IpNet(net) in nets {
             match net {
-                ipnet::IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
+                ipnet::IpNet::V4(n) => v4.push((
+                    u128::from(u32::from(n.network())),
+                    u128::from(u32::from(n.broadcast())),
+                )),
                 ipnet::IpNet::V6(n) => {
                     v6.push((u128::from(n.network()), u128::from(n.broadcast())))
                 }
@@ -165,7 +152,7 @@ impl IpSet {
     /// Whether `ip` is in one of the networks (IPv4-mapped IPv6 as IPv4).
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
         match ip.to_canonical() {
-            std::net::IpAddr::V4(v4) => in_ranges(&self.v4, u32::from(v4)),
+            std::net::IpAddr::V4(v4) => in_ranges(&self.v4, u128::from(u32::from(v4))),
             std::net::IpAddr::V6(v6) => in_ranges(&self.v6, u128::from(v6)),
         }
     }
