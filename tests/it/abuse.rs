@@ -257,25 +257,8 @@ fn the_admin_listener_has_a_head_deadline_and_a_connection_cap() {
         "cut too early: {closed_after:?}"
     );
 
-    // Three held connections fill the admin cap; the harness's readiness probe may
-    // still hold a slot for a moment, so hold until all three stay open.
-    let held = wait_for(
-        Duration::from_secs(5),
-        "three held admin connections",
-        || {
-            let held: Vec<TcpStream> = (0..3)
-                .map(|_| TcpStream::connect(gw.admin).unwrap())
-                .collect();
-            std::thread::sleep(Duration::from_millis(200));
-            held.iter()
-                .all(|c| {
-                    c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-                    let mut byte = [0u8; 1];
-                    matches!((&*c).read(&mut byte), Err(e) if is_timeout(&e))
-                })
-                .then_some(held)
-        },
-    );
+    // Three held connections fill the admin cap.
+    let held = hold_connections(gw.admin, 3, "three held admin connections");
     let mut fourth = TcpStream::connect(gw.admin).unwrap();
     let _ = fourth.write_all(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n");
     let answer = read_until_closed(&mut fourth, Duration::from_secs(3)).unwrap();

@@ -262,24 +262,7 @@ fn slow_header_clients_are_cut_off_and_do_not_starve_others() {
 #[test]
 fn connection_cap_refuses_cleanly() {
     let (_a, _b, gw) = two_routes("limits: { max_connections: 3 }\n");
-    // Three connections that hold the three slots. The harness's own readiness
-    // probe may still hold a slot for a moment after start-up (the flake this
-    // loop removes): a held connection refused then is seen closed, and the
-    // three are opened again.
-    let held = wait_for(Duration::from_secs(5), "three held connections", || {
-        let held: Vec<TcpStream> = (0..3)
-            .map(|_| TcpStream::connect(gw.addr).unwrap())
-            .collect();
-        std::thread::sleep(Duration::from_millis(200));
-        held.iter()
-            .all(|c| {
-                // Still open and silent: a read times out (a refusal would answer 503 and close).
-                c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-                let mut byte = [0u8; 1];
-                matches!((&*c).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
-            })
-            .then_some(held)
-    });
+    let held = hold_connections(gw.addr, 3, "three held connections");
     let answer = raw(gw.addr, b"GET /_mock/echo HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(status_of(&answer), Some(503), "{answer}");
     assert!(answer.contains("too_many_connections"), "{answer}");

@@ -377,6 +377,25 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path, &[], b"")
 }
 
+/// Opens `n` connections to `addr` that stay open and silent, i.e. hold `n`
+/// connection slots. The gateway's readiness probe may still hold a slot for a
+/// moment after start-up: a connection refused then is seen closed, and all are
+/// opened again.
+pub fn hold_connections(addr: SocketAddr, n: usize, what: &str) -> Vec<TcpStream> {
+    wait_for(Duration::from_secs(5), what, || {
+        let held: Vec<TcpStream> = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        held.iter()
+            .all(|c| {
+                // Still open and silent: a read times out (a refusal would answer 503 and close).
+                c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+                let mut byte = [0u8; 1];
+                matches!((&*c).read(&mut byte), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+            })
+            .then_some(held)
+    })
+}
+
 /// Waits (up to 5 s) until `GET path` on `addr` answers 200, e.g. for a freed
 /// connection slot.
 pub fn wait_for_ok(addr: SocketAddr, path: &str, what: &str) -> Response {
