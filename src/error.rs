@@ -128,13 +128,6 @@ pub struct LocalResponse {
     pub body: Bytes,
 }
 
-impl LocalResponse {
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
-        self
-    }
-}
-
 impl GatewayError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
