@@ -61,7 +61,7 @@ fn setup(alg: Algorithm, material: Material<'_>) -> (JwtFilter, HeaderMap) {
     };
     let deps = FilterDeps {
         auth: Arc::new(auth),
-        ..FilterDeps::for_validation()
+        ..FilterDeps::standalone()
     };
     let options = JwtOptions {
         scopes: vec!["accounts:read".into()],

@@ -141,7 +141,7 @@ impl CheckedFilter {
 #[derive(Debug, Clone)]
 pub struct FilterDeps {
     pub store: Arc<dyn Store>,
-    /// The route's name (None for validation of global filters).
+    /// The route's name (None outside a route: standalone builds).
     pub route: Option<Arc<str>>,
     /// The response cache (process-wide, kept across reloads).
     pub cache: Arc<crate::cache::Cache>,
@@ -156,11 +156,11 @@ pub struct FilterDeps {
 impl FilterDeps {
     /// Standalone parts that do no I/O (a memory store, a small cache, no keys),
     /// for building a filter outside a gateway: tests and benchmarks.
-    pub fn for_validation() -> Self {
+    pub fn standalone() -> Self {
         Self {
             store: Arc::new(crate::store::MemoryStore::default()),
             route: None,
-            cache: validation_cache(),
+            cache: standalone_cache(),
             route_fingerprint: 0,
             auth: Arc::default(),
             route_methods: None,
@@ -169,7 +169,7 @@ impl FilterDeps {
 }
 
 /// A tiny cache for standalone builds, made once.
-fn validation_cache() -> Arc<crate::cache::Cache> {
+fn standalone_cache() -> Arc<crate::cache::Cache> {
     static CACHE: std::sync::OnceLock<Arc<crate::cache::Cache>> = std::sync::OnceLock::new();
     CACHE
         .get_or_init(|| Arc::new(crate::cache::Cache::new(64 * 1024)))

@@ -41,7 +41,7 @@ fn filter(yaml: &str) -> CacheFilter {
         cache: Arc::new(Cache::new(1 << 20)),
         route: Some("unit-cache".into()),
         route_fingerprint: 1,
-        ..FilterDeps::for_validation()
+        ..FilterDeps::standalone()
     };
     CacheFilter::new(&options, &deps).unwrap()
 }
@@ -356,7 +356,7 @@ fn reports_bad_options() {
         "{ ttl: 0s, statuses: [200, 206, 99], vary: ['bad name'], lock_timeout: 2m }",
     )
     .unwrap();
-    let errs = CacheFilter::new(&options, &FilterDeps::for_validation()).unwrap_err();
+    let errs = CacheFilter::new(&options, &FilterDeps::standalone()).unwrap_err();
     let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,

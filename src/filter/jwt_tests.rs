@@ -31,7 +31,7 @@ fn filter(scopes: &[&str]) -> JwtFilter {
     };
     let deps = FilterDeps {
         auth: Arc::new(auth),
-        ..FilterDeps::for_validation()
+        ..FilterDeps::standalone()
     };
     let options = JwtOptions {
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
@@ -172,6 +172,6 @@ async fn a_missing_scope_is_403() {
 
 #[test]
 fn jwt_without_keys_is_a_config_error() {
-    let e = JwtFilter::new(&JwtOptions::default(), &FilterDeps::for_validation()).unwrap_err();
+    let e = JwtFilter::new(&JwtOptions::default(), &FilterDeps::standalone()).unwrap_err();
     assert!(e[0].message.contains("auth.keys"), "{e:?}");
 }

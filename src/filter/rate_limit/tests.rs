@@ -9,13 +9,13 @@ fn filter(yaml: &str, store: Arc<dyn Store>) -> RateLimitFilter {
     let deps = FilterDeps {
         store,
         route: Some(Arc::from("r")),
-        ..FilterDeps::for_validation()
+        ..FilterDeps::standalone()
     };
     RateLimitFilter::new(&options(yaml), &deps).unwrap()
 }
 
 fn errors(yaml: &str) -> Vec<String> {
-    match RateLimitFilter::new(&options(yaml), &FilterDeps::for_validation()) {
+    match RateLimitFilter::new(&options(yaml), &FilterDeps::standalone()) {
         Ok(_) => Vec::new(),
         Err(es) => es
             .into_iter()
