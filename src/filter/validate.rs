@@ -125,7 +125,10 @@ impl ValidateFilter {
         (total > 0).then(|| {
             GatewayError::new(
                 ErrorCode::InvalidBody,
-                format!("the body does not match the route's schema ({total} problems)"),
+                format!(
+                    "the body does not match the route's schema ({total} problem{})",
+                    if total == 1 { "" } else { "s" }
+                ),
             )
             .with_detail("errors", Value::Array(listed))
         })
