@@ -5,6 +5,7 @@
 
 mod harness;
 mod redis;
+mod testca;
 
 mod abuse;
 mod admin;
