@@ -11,3 +11,4 @@ pub mod checks;
 pub mod forwarded;
 pub mod limits;
 pub mod shield;
+pub mod tls;

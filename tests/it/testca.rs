@@ -133,6 +133,10 @@ fn openssl_accepts_what_the_test_ca_issues() {
             .success()
     };
     assert!(verify(&server));
-    assert!(verify(&ca.client("client", "partner-bank", &["partner.example"])));
+    assert!(verify(&ca.client(
+        "client",
+        "partner-bank",
+        &["partner.example"]
+    )));
     assert!(!verify(&expired), "an expired certificate must not verify");
 }
