@@ -17,6 +17,7 @@ pub mod positions;
 mod validate;
 
 pub use crate::edge::limits::{IpNet, Limits};
+use crate::edge::tls::ServerTls;
 use crate::filter::{CheckedFilter, FilterFile};
 use crate::routing::{Rewrite, RouteSpec, RouteTable};
 pub use crate::store::{StoreBackend, StoreConfig};
@@ -85,16 +86,25 @@ pub struct Source {
     pub hash: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A public listener. Everything but its address follows reloads: each new
+/// connection takes the settings in force when it is accepted.
+#[derive(Debug, Clone)]
 pub struct ListenConfig {
     pub address: SocketAddr,
-    pub tls: Option<TlsConfig>,
+    /// The address as written, for metric labels and logs.
+    pub name: Arc<str>,
+    pub tls: Option<Arc<ServerTls>>,
+    /// Plain listeners: cleartext HTTP/2 with prior knowledge.
+    pub h2c: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsConfig {
-    pub cert: PathBuf,
-    pub key: PathBuf,
+impl PartialEq for ListenConfig {
+    /// Equal settings and the same certificates (by name and validity).
+    fn eq(&self, other: &Self) -> bool {
+        let tls =
+            |t: &Option<Arc<ServerTls>>| t.as_ref().map(|t| (t.settings.clone(), t.certs.clone()));
+        self.address == other.address && self.h2c == other.h2c && tls(&self.tls) == tls(&other.tls)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod cors;
 pub mod headers;
 pub mod ip_filter;
 pub mod jwt;
+pub mod mtls;
 pub mod rate_limit;
 pub mod request_id;
 pub mod validate;
@@ -39,6 +40,7 @@ pub enum FilterFile {
     IpFilter(ip_filter::IpFilterOptions),
     Cors(cors::CorsOptions),
     Validate(validate::ValidateOptions),
+    Mtls(mtls::MtlsOptions),
 }
 
 /// A problem in a filter's options: the path below the filter's key and what is wrong.
@@ -69,6 +71,7 @@ impl FilterFile {
             Self::IpFilter(_) => "ip_filter",
             Self::Cors(_) => "cors",
             Self::Validate(_) => "validate",
+            Self::Mtls(_) => "mtls",
         }
     }
 
@@ -90,6 +93,7 @@ impl FilterFile {
             Self::Validate(o) => {
                 CheckedFilter::Ready(Arc::new(validate::ValidateFilter::new(o, check)?))
             }
+            Self::Mtls(mtls::MtlsOptions {}) => CheckedFilter::Mtls,
         })
     }
 
@@ -122,6 +126,8 @@ pub enum CheckedFilter {
     RateLimit(rate_limit::RateLimitConfig),
     Cache(cache::CacheConfig),
     Cors(cors::CorsConfig),
+    /// Built with the consumers known by their client certificate.
+    Mtls,
 }
 
 impl CheckedFilter {
@@ -132,6 +138,7 @@ impl CheckedFilter {
             Self::RateLimit(c) => Arc::new(rate_limit::RateLimitFilter::build(c, deps)),
             Self::Cache(c) => Arc::new(cache::CacheFilter::build(c, deps)),
             Self::Cors(c) => Arc::new(cors::CorsFilter::build(c, deps.route_methods.as_deref())),
+            Self::Mtls => Arc::new(mtls::MtlsFilter::new(deps.client_certs.clone())),
         }
     }
 }
@@ -151,6 +158,8 @@ pub struct FilterDeps {
     pub auth: Arc<crate::auth::AuthConfig>,
     /// The route's methods (None: any), for `cors`'s default.
     pub route_methods: Option<Arc<[http::Method]>>,
+    /// Consumers known by their client certificate (for the `mtls` filter).
+    pub client_certs: Arc<mtls::ClientCertIndex>,
 }
 
 impl FilterDeps {
@@ -164,6 +173,7 @@ impl FilterDeps {
             route_fingerprint: 0,
             auth: Arc::default(),
             route_methods: None,
+            client_certs: Arc::default(),
         }
     }
 }

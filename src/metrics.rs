@@ -30,6 +30,8 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     pub auth_failures_total: IntCounterVec,
     pub access_log_dropped_total: IntCounter,
+    pub tls_handshakes_total: IntCounterVec,
+    pub tls_certificate_expiry_timestamp_seconds: IntGaugeVec,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -168,6 +170,18 @@ impl Metrics {
             Box::new(access_log_dropped_total.clone()),
             "fingate_access_log_dropped_total",
         );
+        let tls_handshakes_total = counter(
+            &r,
+            "fingate_tls_handshakes_total",
+            "TLS handshakes on the public listeners, by listener and result (ok, failed, timeout).",
+            &["listener", "result"],
+        );
+        let tls_certificate_expiry_timestamp_seconds = gauge(
+            &r,
+            "fingate_tls_certificate_expiry_timestamp_seconds",
+            "When each certificate in use expires (Unix time), by its first DNS name (else its subject).",
+            &["name"],
+        );
         Self {
             registry: r,
             requests_total,
@@ -184,6 +198,8 @@ impl Metrics {
             cache_bytes,
             auth_failures_total,
             access_log_dropped_total,
+            tls_handshakes_total,
+            tls_certificate_expiry_timestamp_seconds,
         }
     }
 
@@ -194,6 +210,15 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         out
+    }
+
+    /// Publishes the expiry of the certificates in use (and of no other).
+    pub fn set_certificates<'a>(&self, certs: impl IntoIterator<Item = (&'a str, i64)>) {
+        let g = &self.tls_certificate_expiry_timestamp_seconds;
+        g.reset();
+        for (name, not_after) in certs {
+            g.with_label_values(&[name]).set(not_after);
+        }
     }
 
     /// Marks `hash` as the active configuration (and no other).
@@ -233,6 +258,10 @@ mod tests {
             .with_label_values(&["r", "expired"])
             .inc();
         m.set_config_hash("abc");
+        m.tls_handshakes_total
+            .with_label_values(&["127.0.0.1:8443", "ok"])
+            .inc();
+        m.set_certificates([("api.example.com", 1_900_000_000)]);
         m.rate_limit_decisions_total
             .with_label_values(&["r", "allowed"])
             .inc();
@@ -254,6 +283,8 @@ mod tests {
             "fingate_cache_bytes ",
             "fingate_auth_failures_total{",
             "fingate_access_log_dropped_total ",
+            "fingate_tls_handshakes_total{listener=\"127.0.0.1:8443\",result=\"ok\"} 1",
+            "fingate_tls_certificate_expiry_timestamp_seconds{name=\"api.example.com\"} 1900000000",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

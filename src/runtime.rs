@@ -8,6 +8,7 @@ use crate::background::control_runtime;
 use crate::cache::Cache;
 use crate::config::{self, Builtin, Config, ConfigErrors, RouteConfig, RouteTarget};
 use crate::filter::chain::FilterChain;
+use crate::filter::mtls::ClientCertIndex;
 use crate::filter::{FilterDeps, FilterFile};
 use crate::metrics::{metrics, RequestCounters};
 use crate::routing::{Rewrite, RouteTable};
@@ -104,6 +105,7 @@ impl Runtime {
             &store,
             previous.map(|p| p.auth.as_ref()),
         ));
+        let client_certs = Arc::new(ClientCertIndex::new(&config.consumers));
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
             let route_fingerprint = fingerprint(&config, r);
@@ -123,6 +125,7 @@ impl Runtime {
                 cache: cache.clone(),
                 route_fingerprint,
                 auth: auth.config.clone(),
+                client_certs: client_certs.clone(),
                 route_methods: r.spec.methods.as_deref().map(Arc::from),
             };
             // `cors` runs first wherever it is listed: it answers preflights before
@@ -203,8 +206,9 @@ pub struct ReloadSummary {
     pub routes_added: Vec<String>,
     pub routes_removed: Vec<String>,
     pub routes_changed: Vec<String>,
-    /// Other sections that changed and took effect with this reload (`auth`,
-    /// `consumers`, `store`, `cache`, `limits`, `trusted_proxies`, `shutdown`).
+    /// Other sections that changed and took effect with this reload (`listen`
+    /// for its TLS and h2c settings, `auth`, `consumers`, `store`, `cache`,
+    /// `limits`, `trusted_proxies`, `shutdown`).
     pub settings_changed: Vec<&'static str>,
     /// Settings that only take effect after a restart (e.g. `listen`).
     pub restart_needed: Vec<&'static str>,
@@ -231,6 +235,7 @@ impl Gateway {
     pub fn new(config: Config) -> Result<Arc<Self>, BuildError> {
         let config_path = config.source.file.clone();
         metrics().set_config_hash(&config.source.hash);
+        publish_certificates(&config);
         let runtime = Runtime::build(config, None)?;
         runtime.start_health_checks();
         Ok(Arc::new(Self {
@@ -277,6 +282,7 @@ impl Gateway {
         let old = self.current();
         let summary = summarize(&old.config, &config);
         metrics().set_config_hash(&config.source.hash);
+        publish_certificates(&config);
         let next = Runtime::build(config, Some(&old))?;
         next.start_health_checks();
         self.current.store(Arc::new(next));
@@ -285,6 +291,16 @@ impl Gateway {
         }
         Ok(summary)
     }
+}
+
+/// The expiry of every certificate the configuration serves, for alerting.
+fn publish_certificates(config: &Config) {
+    let certs = config.listen.iter().filter_map(|l| l.tls.as_deref());
+    metrics().set_certificates(
+        certs
+            .flat_map(|t| t.certs.iter())
+            .map(|c| (c.label(), c.not_after)),
+    );
 }
 
 /// The upstream group settings a route sends to (None for a built-in endpoint).
@@ -341,8 +357,12 @@ fn summarize(old: &Config, new: &Config) -> ReloadSummary {
             s.settings_changed.push(name);
         }
     }
-    if old.listen != new.listen {
+    let addresses = |c: &Config| c.listen.iter().map(|l| l.address).collect::<Vec<_>>();
+    if addresses(old) != addresses(new) {
         s.restart_needed.push("listen");
+    } else if old.listen != new.listen {
+        // TLS settings and certificates, h2c: new connections take them.
+        s.settings_changed.push("listen");
     }
     if old.admin.address != new.admin.address {
         s.restart_needed.push("admin.address");

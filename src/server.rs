@@ -8,7 +8,7 @@ mod lifecycle;
 
 use crate::admin::AdminApp;
 use crate::config::Config;
-use crate::edge::shield::{LimitsSource, Shield};
+use crate::edge::shield::{accepts_on, LimitsSource, ListenerMode, ListenerSource, Shield};
 use crate::proxy::Proxy;
 use crate::runtime::Gateway;
 use lifecycle::{ReloadOnSighup, Signals, WatchConfig};
@@ -36,8 +36,6 @@ const UPGRADE_OVERLAP: Duration = Duration::from_secs(5);
 pub enum StartError {
     #[error("{0}")]
     Build(#[from] crate::runtime::BuildError),
-    #[error("cannot set up TLS listener {address}: {reason}")]
-    Tls { address: String, reason: String },
 }
 
 /// Starts serving; returns only if start-up fails (then the process should exit 1).
@@ -74,29 +72,38 @@ pub fn run(config: Config, options: &RunOptions) -> Result<(), StartError> {
     let mut http = pingora::proxy::http_proxy(&server.configuration, Proxy::new(gateway.clone()));
     let mut http_options = HttpServerOptions::default();
     http_options.keepalive_request_limit = Some(limits.max_requests_per_connection);
+    // h2c is detected per listener by the shield, which then reports HTTP/2 as if
+    // chosen by ALPN; Pingora's own h2c switch would apply to every listener.
+    http_options.h2_idle_timeout = Some(limits.idle_timeout);
     http.server_options = Some(http_options);
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    http.h2_options = Some(h2);
     let live = gateway.clone();
     let live_limits: LimitsSource =
         std::sync::Arc::new(move || live.current().config.limits.clone());
+    let live = gateway.clone();
+    let listeners: ListenerSource = std::sync::Arc::new(move |local| {
+        let current = live.current();
+        let l = current
+            .config
+            .listen
+            .iter()
+            .find(|l| accepts_on(l.address, local))?;
+        (l.tls.is_some() || l.h2c).then(|| ListenerMode {
+            name: l.name.clone(),
+            tls: l.tls.clone(),
+            h2c: l.h2c,
+        })
+    });
     let mut proxy = Service::new(
         "fingate proxy".to_owned(),
-        Shield::new(http, live_limits.clone(), limits.max_connections),
+        Shield::new(http, live_limits.clone(), limits.max_connections).with_listeners(listeners),
     );
+    // Every listener is plain TCP to Pingora: the shield runs the TLS handshake
+    // with the settings in force when a connection arrives.
     for l in &listen {
-        let address = l.address.to_string();
-        match &l.tls {
-            None => proxy.add_tcp(&address),
-            Some(tls) => proxy
-                .add_tls(
-                    &address,
-                    &tls.cert.display().to_string(),
-                    &tls.key.display().to_string(),
-                )
-                .map_err(|e| StartError::Tls {
-                    address: address.clone(),
-                    reason: e.to_string(),
-                })?,
-        }
+        proxy.add_tcp(&l.address.to_string());
     }
     // The admin listener gets the same guards (head deadline and size, body and
     // write limits) with its own, smaller connection cap.

@@ -82,7 +82,8 @@ pub(super) async fn handle(
             };
             let consumer = Consumer {
                 username: new.username.clone(),
-                password_hash: hash,
+                password_hash: Some(hash),
+                client_cert: None,
                 scopes: new.scopes,
                 disabled: new.disabled,
             };

@@ -9,6 +9,7 @@ mod shared;
 
 pub use shared::{SharedConsumers, CONSUMERS_KEY};
 
+pub use crate::edge::tls::client_cert::ClientCertMatch;
 use crate::store::Store;
 use crate::store::StoreBackend;
 use async_trait::async_trait;
@@ -21,8 +22,11 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumer {
     pub username: String,
-    /// argon2id PHC string; the password itself is never kept.
-    pub password_hash: String,
+    /// argon2id PHC string; the password itself is never kept. None: the consumer
+    /// cannot log in with a password (it is known by its client certificate).
+    pub password_hash: Option<String>,
+    /// The client certificate that identifies it (the `mtls` filter).
+    pub client_cert: Option<ClientCertMatch>,
     pub scopes: Vec<String>,
     pub disabled: bool,
 }
@@ -182,7 +186,8 @@ mod tests {
     fn consumer(name: &str) -> Consumer {
         Consumer {
             username: name.into(),
-            password_hash: "$argon2id$secret".into(),
+            password_hash: Some("$argon2id$secret".into()),
+            client_cert: None,
             scopes: vec!["a:read".into()],
             disabled: false,
         }

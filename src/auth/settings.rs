@@ -5,10 +5,11 @@
 //! read here (the one piece of I/O validation does): a key that cannot load must
 //! fail `fingate validate`, not the first request.
 
-use super::consumers::Consumer;
+use super::consumers::{ClientCertMatch, Consumer};
 use super::keys::{self, Accept, KeySet, Material, Policy};
 use super::password;
 use super::throttle::ThrottleLimits;
+use crate::edge::tls::client_cert::DistinguishedName;
 use crate::units::DurationStr;
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -136,11 +137,43 @@ struct LockoutFile {
 #[serde(deny_unknown_fields)]
 struct ConsumerFile {
     username: String,
-    password_hash: String,
+    #[serde(default)]
+    password_hash: Option<String>,
+    #[serde(default)]
+    client_cert: Option<ClientCertFile>,
     #[serde(default)]
     scopes: Vec<String>,
     #[serde(default)]
     disabled: bool,
+}
+
+/// `client_cert: { subject: "CN=partner-bank" }` or `{ san: partner.example }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientCertFile {
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    san: Option<String>,
+}
+
+fn client_cert(c: ClientCertFile, path: &str, errors: &mut Errors) -> Option<ClientCertMatch> {
+    match (c.subject, c.san) {
+        (Some(subject), None) => DistinguishedName::parse(&subject)
+            .map_err(|e| errors.push((format!("{path}.subject"), e)))
+            .ok()
+            .map(ClientCertMatch::Subject),
+        (None, Some(san)) if !san.trim().is_empty() => {
+            Some(ClientCertMatch::San(san.trim().to_owned()))
+        }
+        _ => {
+            errors.push((
+                path.to_owned(),
+                "give exactly one of `subject` (e.g. \"CN=partner-bank\") or `san` (e.g. partner.example)".to_owned(),
+            ));
+            None
+        }
+    }
 }
 
 fn valid_id(name: &str) -> bool {
@@ -332,7 +365,7 @@ pub fn consumers(value: Value, errors: &mut Errors) -> Vec<Consumer> {
         _ => {
             errors.push((
                 "consumers".into(),
-                "expected a list of { username, password_hash, scopes }".into(),
+                "expected a list of { username, password_hash, client_cert, scopes }".into(),
             ));
             return Vec::new();
         }
@@ -352,8 +385,28 @@ pub fn consumers(value: Value, errors: &mut Errors) -> Vec<Consumer> {
                 format!("duplicate username {:?}", c.username),
             ));
         }
-        if let Err(e) = password::check_phc(&c.password_hash) {
+        if let Some(Err(e)) = c.password_hash.as_deref().map(password::check_phc) {
             errors.push((format!("{base}.password_hash"), e));
+        }
+        if c.password_hash.is_none() && c.client_cert.is_none() {
+            errors.push((
+                base.clone(),
+                "a consumer needs a `password_hash` (to log in), a `client_cert` (for mutual TLS), or both".to_owned(),
+            ));
+        }
+        let cert = c
+            .client_cert
+            .and_then(|cc| client_cert(cc, &format!("{base}.client_cert"), errors));
+        if let Some(m) = &cert {
+            if let Some(other) = out.iter().find(|o| o.client_cert.as_ref() == Some(m)) {
+                errors.push((
+                    format!("{base}.client_cert"),
+                    format!(
+                        "the same certificate already identifies {:?}",
+                        other.username
+                    ),
+                ));
+            }
         }
         for (j, s) in c.scopes.iter().enumerate() {
             if let Some(msg) = scope_problem(s) {
@@ -364,6 +417,7 @@ pub fn consumers(value: Value, errors: &mut Errors) -> Vec<Consumer> {
             out.push(Consumer {
                 username: c.username,
                 password_hash: c.password_hash,
+                client_cert: cert,
                 scopes: c.scopes,
                 disabled: c.disabled,
             });

@@ -164,7 +164,7 @@ impl TokenEndpoint {
         };
         // Unknown and disabled consumers are checked too (against a dummy hash /
         // their own), so every refusal costs the same time.
-        let phc = consumer.as_ref().map(|c| c.password_hash.clone());
+        let phc = consumer.as_ref().and_then(|c| c.password_hash.clone());
         let ok = match self.verifier.verify(login.password, phc).await {
             Ok(ok) => ok,
             Err(VerifyError::Busy) => {

@@ -136,7 +136,8 @@ pub fn consumers(action: &ConsumersAction) -> anyhow::Result<ExitCode> {
             let hash = password::hash(&read_password()?).map_err(anyhow::Error::msg)?;
             let consumer = Consumer {
                 username: username.clone(),
-                password_hash: hash,
+                password_hash: Some(hash),
+                client_cert: None,
                 scopes: scopes.clone(),
                 disabled: false,
             };

@@ -32,13 +32,45 @@ pub struct ListenFile {
     pub address: String,
     #[serde(default)]
     pub tls: Option<TlsFile>,
+    /// TLS listeners: offer HTTP/2 by ALPN (default true).
+    #[serde(default)]
+    pub http2: Option<bool>,
+    /// Plain listeners: accept cleartext HTTP/2 with prior knowledge (default false).
+    #[serde(default)]
+    pub h2c: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFile {
+    /// One or more certificates, chosen by SNI; the first is the default.
+    #[serde(default)]
+    pub certs: Option<Vec<CertPairFile>>,
+    /// Shorthand for a single certificate.
+    #[serde(default)]
+    pub cert: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `"1.2"` (default) or `"1.3"`; a bare YAML number is accepted too.
+    #[serde(default)]
+    pub min_version: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertPairFile {
     pub cert: String,
     pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthFile {
+    pub ca: String,
+    #[serde(default)]
+    pub required: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

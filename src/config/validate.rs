@@ -5,7 +5,7 @@
 
 use super::file::CacheFile;
 use super::file::{
-    BalanceFile, HealthCheckFile, ListenFile, RouteFile, StoreFile, UpstreamFile, TOP_LEVEL_KEYS,
+    BalanceFile, HealthCheckFile, RouteFile, StoreFile, UpstreamFile, TOP_LEVEL_KEYS,
 };
 use super::*;
 use crate::filter::cache::cache_before_auth;
@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::collections::{BTreeSet, HashMap};
 
+mod listeners;
 mod routes;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -22,8 +23,12 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests_routes;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests_tls;
 mod upstreams;
 
+use listeners::{check_mtls, listeners};
 use routes::{check_cache_after_auth, routes, typed_filter_list};
 use upstreams::upstreams;
 
@@ -100,15 +105,16 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     }
     let mut take = |key: &str| sections.remove(key).unwrap_or(Value::Null);
 
+    let base_dir = source.file.parent().unwrap_or(std::path::Path::new("."));
     let listen = listeners(
         typed_list(take("listen"), "listen", &mut errors),
+        base_dir,
         &mut errors,
     );
     let admin = admin(take("admin"), &listen, &mut errors);
     let threads = threads(take("threads"), &mut errors);
     let store = store(take("store"), &mut errors);
     let (upstreams, declared) = upstreams(take("upstreams"), &mut errors);
-    let base_dir = source.file.parent().unwrap_or(std::path::Path::new("."));
     let auth = crate::auth::settings::auth(take("auth"), base_dir, &mut errors);
     let consumers = crate::auth::settings::consumers(take("consumers"), &mut errors);
     // Filters are checked against the config's own keys (the `jwt` filter needs them).
@@ -128,6 +134,7 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let (routes, table) = routes(take("routes"), &targets, limits.max_body, &mut errors);
     let cache = cache_settings(take("cache"), &mut errors);
     check_cache_after_auth(&filters, &routes, &mut errors);
+    check_mtls(&listen, &consumers, &filters, &routes, &mut errors);
 
     match table {
         Some(table) if errors.is_empty() => Ok(Config {
@@ -183,33 +190,6 @@ fn default_admin() -> AdminConfig {
         address: SocketAddr::from(([127, 0, 0, 1], 9901)),
         api_key: None,
     }
-}
-
-fn listeners(files: Vec<ListenFile>, errors: &mut Errors) -> Vec<ListenConfig> {
-    let mut out: Vec<ListenConfig> = Vec::new();
-    for (i, l) in files.into_iter().enumerate() {
-        let path = format!("listen[{i}].address");
-        let Some(address) = socket_addr(&l.address, &path, errors) else {
-            continue;
-        };
-        if out.iter().any(|o| o.address == address) {
-            push(errors, path, format!("{address} is listed twice"));
-            continue;
-        }
-        let tls = l.tls.map(|t| TlsConfig {
-            cert: t.cert.into(),
-            key: t.key.into(),
-        });
-        out.push(ListenConfig { address, tls });
-    }
-    if out.is_empty() && !errors.iter().any(|(p, _)| p.starts_with("listen")) {
-        push(
-            errors,
-            "listen",
-            "at least one listener is required, e.g. `listen: [{ address: 127.0.0.1:8080 }]`",
-        );
-    }
-    out
 }
 
 fn admin(value: Value, listen: &[ListenConfig], errors: &mut Errors) -> Option<AdminConfig> {

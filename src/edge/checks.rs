@@ -126,7 +126,7 @@ pub fn check_head<'a>(
         )
         .closing());
     }
-    let host = check_host(&fields)?;
+    let host = check_host(&fields, parts)?;
     if limits.reject_semicolon && parts.uri.path().contains(';') {
         return Err(GatewayError::new(
             ErrorCode::BadRequest,
@@ -185,8 +185,27 @@ fn check_framing(f: &Fields<'_>) -> Result<Framing, GatewayError> {
     })
 }
 
-/// HTTP/1.1 requires exactly one `Host`, a host name or IP literal with an optional port.
-fn check_host<'a>(f: &Fields<'a>) -> Result<&'a str, GatewayError> {
+/// HTTP/1.1 requires exactly one `Host`, a host name or IP literal with an optional
+/// port. HTTP/2 carries it as `:authority` (in the URI); a `Host` beside it must
+/// say the same (RFC 9113 §8.3.1).
+fn check_host<'a>(
+    f: &Fields<'a>,
+    parts: &'a http::request::Parts,
+) -> Result<&'a str, GatewayError> {
+    if parts.version == http::Version::HTTP_2 {
+        if let Some(authority) = parts.uri.authority() {
+            let authority = authority.as_str();
+            let same = f.host.map_or(true, |h| h.as_bytes() == authority.as_bytes());
+            if f.hosts > 1 || !same {
+                return bad_request("a Host header differing from :authority");
+            }
+            return if valid_host(authority) {
+                Ok(authority)
+            } else {
+                bad_request(":authority is not a valid host[:port]")
+            };
+        }
+    }
     let (Some(host), 1) = (f.host, f.hosts) else {
         return bad_request("exactly one Host header is required");
     };

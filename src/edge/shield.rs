@@ -15,8 +15,10 @@
 //! kept-alive connection idle for `idle_timeout` is ended.
 
 mod framing;
+mod opening;
 mod refusal;
 
+pub use opening::{accepts_on, ListenerMode, ListenerSource};
 pub use refusal::status_of as refusal_status;
 
 use super::limits::Limits;
@@ -56,6 +58,8 @@ pub struct Shield<A> {
     /// follow reloads.
     limits: LimitsSource,
     connections: Arc<Semaphore>,
+    /// TLS and h2c by listener; `None`: every connection is plain HTTP/1.
+    listeners: Option<ListenerSource>,
 }
 
 impl<A> Shield<A> {
@@ -66,7 +70,15 @@ impl<A> Shield<A> {
             inner: Arc::new(inner),
             limits,
             connections: Arc::new(Semaphore::new(max_connections)),
+            listeners: None,
         }
+    }
+
+    /// Connections start as their listener's mode says (TLS, h2c).
+    #[must_use]
+    pub fn with_listeners(mut self, listeners: ListenerSource) -> Self {
+        self.listeners = Some(listeners);
+        self
     }
 }
 
@@ -89,7 +101,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Shield<A> {
                 return None;
             };
             let limits = ConnLimits::from(&(self.limits)());
-            stream = Box::new(Guarded::new(stream, permit, limits));
+            let mode = self
+                .listeners
+                .as_ref()
+                .and_then(|l| opening::local_addr(&stream).and_then(|a| l(a)));
+            let opened = opening::open(stream, mode, limits.header_timeout).await?;
+            stream = Box::new(Guarded::new(opened, permit, limits));
         }
         self.inner.process_new(stream, shutdown).await
     }
@@ -133,6 +150,15 @@ pub struct Guarded {
     inner: Stream,
     _permit: OwnedSemaphorePermit,
     limits: ConnLimits,
+    /// An HTTP/2 connection: its frames are not HTTP/1 framing, so reads are not
+    /// followed (the HTTP/2 layer bounds headers and streams itself).
+    http2: bool,
+    /// Bytes read before the connection was handed over (while looking for the
+    /// h2c preface), read again first; and how many of them have been.
+    prefix: Vec<u8>,
+    prefix_read: usize,
+    /// An HTTP/2 connection has sent its first bytes.
+    http2_started: bool,
     tracker: Tracker,
     /// The current head's deadline, `header_timeout` after the first time a read
     /// inside it had to wait (for the first request that is right after accept:
@@ -189,11 +215,15 @@ pub fn between_requests(stream: Option<&Stream>, idle: Duration) {
 }
 
 impl Guarded {
-    fn new(inner: Stream, permit: OwnedSemaphorePermit, limits: ConnLimits) -> Self {
+    fn new(opened: opening::Opened, permit: OwnedSemaphorePermit, limits: ConnLimits) -> Self {
         Self {
-            inner,
+            inner: opened.stream,
             _permit: permit,
             limits,
+            http2: opened.http2,
+            prefix: opened.prefix,
+            prefix_read: 0,
+            http2_started: false,
             tracker: Tracker::default(),
             deadline: None,
             body_rate: None,
@@ -406,19 +436,54 @@ impl AsyncRead for Guarded {
             return Poll::Ready(Err(refused.io_error()));
         }
         let before = buf.filled().len();
+        let replayed = this.prefix.get(this.prefix_read..).unwrap_or_default();
+        if !replayed.is_empty() {
+            let n = replayed.len().min(buf.remaining());
+            buf.put_slice(&replayed[..n]);
+            this.prefix_read += n;
+            if this.prefix_read == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.prefix_read = 0;
+            }
+            if this.http2 {
+                this.http2_started = true;
+                return Poll::Ready(Ok(()));
+            }
+            return match this.observe(&buf.filled()[before..]) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(Cut::Refuse(v)) => Poll::Ready(Err(this.refuse(cx, v))),
+                Err(Cut::SlowBody) => Poll::Ready(Err(slow_body())),
+            };
+        }
+        if this.http2 {
+            return match Pin::new(&mut this.inner).poll_read(cx, buf) {
+                // Until its first bytes (the preface), an HTTP/2 connection is
+                // held to the head deadline; then HTTP/2's idle timeout applies.
+                Poll::Pending if !this.http2_started => this.poll_head_deadline(cx),
+                r => {
+                    this.http2_started |= buf.filled().len() > before;
+                    this.deadline = None;
+                    r
+                }
+            };
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => match this.observe(&buf.filled()[before..]) {
                 Ok(()) => Poll::Ready(Ok(())),
                 Err(Cut::Refuse(v)) => Poll::Ready(Err(this.refuse(cx, v))),
-                Err(Cut::SlowBody) => Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "request body slower than limits.min_body_rate",
-                ))),
+                Err(Cut::SlowBody) => Poll::Ready(Err(slow_body())),
             },
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => this.poll_wait(cx),
         }
     }
+}
+
+fn slow_body() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "request body slower than limits.min_body_rate",
+    )
 }
 
 impl AsyncWrite for Guarded {
@@ -496,7 +561,11 @@ impl Ssl for Guarded {
     fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
         self.inner.get_ssl_digest()
     }
+    /// HTTP/2 found by the h2c preface reads to Pingora as HTTP/2 chosen by ALPN.
     fn selected_alpn_proto(&self) -> Option<ALPN> {
+        if self.http2 {
+            return Some(ALPN::H2);
+        }
         self.inner.selected_alpn_proto()
     }
 }
@@ -530,6 +599,10 @@ impl GetSocketDigest for Guarded {
 #[async_trait]
 impl Peek for Guarded {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        if !self.prefix.is_empty() {
+            // Bytes were already taken off the stream: it cannot be peeked.
+            return Ok(false);
+        }
         self.inner.try_peek(buf).await
     }
 }

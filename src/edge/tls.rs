@@ -164,19 +164,21 @@ impl TlsAccept for ReadClientCertificate {
     ) -> Option<Arc<dyn Any + Send + Sync>> {
         let der = tls.peer_certificate_der()?;
         let identity = ClientCertificate::from_der(der)?;
-        Some(Arc::new(identity))
+        // Stored as an Arc of its own, so each request takes it without a copy.
+        Some(Arc::new(Arc::new(identity)))
     }
 }
 
 /// The identity of the client certificate verified on a connection, if any.
 pub fn client_certificate(
     digest: Option<&pingora::protocols::Digest>,
-) -> Option<&ClientCertificate> {
+) -> Option<Arc<ClientCertificate>> {
     digest?
         .ssl_digest
         .as_ref()?
         .extension
-        .get::<ClientCertificate>()
+        .get::<Arc<ClientCertificate>>()
+        .cloned()
 }
 
 /// `TLSv1_3` as written in access logs: `1.3`.

@@ -37,6 +37,10 @@ pub struct Entry<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub client: Option<IpAddr>,
+    /// The HTTP version the client spoke: `1.1`, `2` (or `1.0`).
+    pub http: &'a str,
+    /// The TLS version of the client's connection (`1.2`, `1.3`); none on plain ones.
+    pub tls: Option<&'a str>,
     pub status: u16,
     pub duration: Duration,
     pub upstream: Option<&'a str>,
@@ -295,13 +299,15 @@ enum Value<'a> {
 }
 
 /// The request's fields in line order; absent ones are left out of the line.
-fn fields<'a>(e: &Entry<'a>) -> [(&'static str, Option<Value<'a>>); 11] {
+fn fields<'a>(e: &Entry<'a>) -> [(&'static str, Option<Value<'a>>); 13] {
     [
         ("request_id", Some(Value::Str(e.request_id))),
         ("route", Some(Value::Str(e.route))),
         ("method", Some(Value::Str(e.method))),
         ("path", Some(Value::Str(e.path))),
         ("client", e.client.map(Value::Ip)),
+        ("http", Some(Value::Str(e.http))),
+        ("tls", e.tls.map(Value::Str)),
         ("status", Some(Value::Int(u64::from(e.status)))),
         ("duration_ms", Some(Value::Millis(e.duration))),
         ("upstream", e.upstream.map(Value::Str)),
@@ -374,6 +380,8 @@ mod tests {
             method: "GET",
             path: "/api/accounts/acc-1",
             client: "192.0.2.7".parse().ok(),
+            http: "2",
+            tls: Some("1.3"),
             status: 200,
             duration: Duration::from_micros(1_234_567),
             upstream: Some("127.0.0.1:9101"),
@@ -519,6 +527,6 @@ mod tests {
         };
         text_line(&mut out, &mut Stamp::default(), &e);
         let line = String::from_utf8(out).unwrap();
-        assert!(line.contains(" INFO fingate::access: request_id=id-1 route=accounts method=GET path=\"/a b\" client=192.0.2.7 status=200 duration_ms=1234.567 upstream=127.0.0.1:9101 consumer=mobile-app\n"), "{line}");
+        assert!(line.contains(" INFO fingate::access: request_id=id-1 route=accounts method=GET path=\"/a b\" client=192.0.2.7 http=2 tls=1.3 status=200 duration_ms=1234.567 upstream=127.0.0.1:9101 consumer=mobile-app\n"), "{line}");
     }
 }

@@ -1,6 +1,7 @@
 //! The per-request record: metrics and one access-log line.
 
 use super::Ctx;
+use crate::edge::tls::version_label;
 use crate::logging::access;
 use crate::metrics::{count_request, metrics, Outcome};
 use pingora::proxy::Session;
@@ -35,12 +36,23 @@ pub(super) fn record(session: &Session, e: Option<&Error>, ctx: &Ctx, status: u1
         };
         t.counters.inc(outcome);
     }
+    let http = match session.req_header().version {
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_10 => "1.0",
+        _ => "1.1",
+    };
+    let tls = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_deref())
+        .map(|t| version_label(&t.version));
     access::write(&access::Entry {
         request_id: &ctx.req.request_id,
         route,
         method: ctx.req.method.as_str(),
         path: session.req_header().uri.path(),
         client: ctx.req.client_ip,
+        http,
+        tls,
         status,
         duration: elapsed,
         upstream: target.map(|t| t.label.as_str()),

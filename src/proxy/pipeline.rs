@@ -17,6 +17,7 @@ use super::local::{body_refusal, read_body, reject, respond, run_request_filters
 use super::{builtin, headers, Ctx};
 use crate::edge::checks::{check_head, Framing};
 use crate::edge::forwarded::{self, Owned};
+use crate::edge::tls::client_certificate;
 use crate::error::{ErrorCode, GatewayError, LocalResponse};
 use crate::normalize::normalize_path;
 use crate::routing::Lookup;
@@ -156,6 +157,10 @@ fn admit(
     ctx.req.client_ip = ctx
         .peer_ip
         .map(|peer| forwarded::client_ip(peer, &req.headers, &runtime.config.trusted_proxies));
+    // A client certificate the listener verified, for the `mtls` filter.
+    if let Some(cert) = client_certificate(session.digest()) {
+        ctx.req.extensions.insert(cert);
+    }
     let head = check_head(req, req.raw_path().len(), limits)?;
     ctx.req.host = Some(head.host.to_owned());
     let framing = head.framing;

@@ -16,7 +16,8 @@ pub const CONSUMERS_KEY: &str = "fingate:consumers";
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Record {
-    password_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_hash: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
     #[serde(default)]
@@ -50,6 +51,7 @@ fn decode(username: &str, bytes: &[u8]) -> Result<Consumer, ConsumerStoreError> 
     Ok(Consumer {
         username: username.to_owned(),
         password_hash: r.password_hash,
+        client_cert: None,
         scopes: r.scopes,
         disabled: r.disabled,
     })
@@ -117,7 +119,8 @@ mod tests {
     fn consumer(name: &str) -> Consumer {
         Consumer {
             username: name.into(),
-            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            client_cert: None,
             scopes: vec!["accounts:read".into()],
             disabled: false,
         }

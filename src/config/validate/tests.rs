@@ -78,6 +78,7 @@ fn key_files() -> tempfile::TempDir {
     write_pem("ed25519.pem", "PRIVATE KEY", pkcs8.as_ref());
     write_pem("ed25519.pub.pem", "PUBLIC KEY", &spki);
     std::fs::write(dir.path().join("garbage.pem"), "not a key\n").unwrap();
+    super::tests_tls::write_tls_files(dir.path());
     dir
 }
 
@@ -228,10 +229,10 @@ const CASES: &[Case] = &[
         "gateway.yaml:3:5: listen[1].address: 127.0.0.1:8080 is listed twice",
     ]),
     ("listen unknown key", "listen: [{ address: 127.0.0.1:8080, port: 80 }]\n", &[
-        "gateway.yaml:1:37: listen[0].port: unknown field `port`, expected `address` or `tls`",
+        "gateway.yaml:1:37: listen[0].port: unknown field `port`, expected one of `address`, `tls`, `http2`, `h2c`",
     ]),
     ("listen tls without key", "listen: [{ address: 127.0.0.1:8443, tls: { cert: c.pem } }]\n", &[
-        "gateway.yaml:1:37: listen[0].tls: missing field `key`",
+        "gateway.yaml:1:37: listen[0].tls: `cert` needs its `key`",
     ]),
     ("admin same as listen", "admin: { address: 127.0.0.1:8080 }\n", &[
         "gateway.yaml:1:10: admin.address: 127.0.0.1:8080 is also a public listener; the admin API must never be served publicly",

@@ -101,20 +101,20 @@ const SEVERAL: &[Case] = &[
         "gateway.yaml:8:39: routes[0].upstream: unknown upstream \"acounts\" (known: svc, empty)",
         "gateway.yaml:9:7: routes[1].name: duplicate route name \"a\" (also routes[0])",
         "gateway.yaml:10:47: routes[2].match.methods[0]: invalid method \"get\": write it in capitals, e.g. GET",
-        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`",
+        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`, `mtls`",
         "gateway.yaml:11:11: limits.max_headers: use 1 to 256",
     ]),
 ];
 
 const FILTERS: &[Case] = &[
     ("filter unknown name", "routes:\n  - name: r\n    match: { prefix: /r }\n    upstream: svc\n    filters:\n      - rate_limiter: { limit: 1 }\n", &[
-        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`",
+        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`, `mtls`",
     ]),
     ("filter global not a list", "filters: { request_id: {} }\n", &[
         "gateway.yaml:1:1: filters: expected a list of filters, e.g. `- request_id: {}`",
     ]),
     ("filter global unknown", "filters:\n  - request_id: {}\n  - gzip: {}\n", &[
-        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`",
+        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`, `mtls`",
     ]),
     ("filter without options", "filters:\n  - request_id\n  - request_id:\n", &[
         "gateway.yaml:2:5: filters[0]: a filter is written with its options: `- request_id: {}`",
@@ -286,12 +286,12 @@ const CONSUMERS: &[Case] = &[
         "gateway.yaml:2:81: consumers[0].scopes[2]: invalid scope \"a\\\"b\": use visible ASCII characters without spaces or quotes",
     ]),
     ("consumer fields", "consumers:\n  - { username: app }\n  - { username: b, password_hash: x, role: admin }\n  - { username: c, password_hash: x, disabled: maybe }\n", &[
-        "gateway.yaml:2:5: consumers[0]: missing field `password_hash`",
-        "gateway.yaml:3:38: consumers[1].role: unknown field `role`, expected one of `username`, `password_hash`, `scopes`, `disabled`",
+        "gateway.yaml:2:5: consumers[0]: a consumer needs a `password_hash` (to log in), a `client_cert` (for mutual TLS), or both",
+        "gateway.yaml:3:38: consumers[1].role: unknown field `role`, expected one of `username`, `password_hash`, `client_cert`, `scopes`, `disabled`",
         "gateway.yaml:4:38: consumers[2].disabled: invalid type: string \"maybe\", expected a boolean",
     ]),
     ("consumers not a list", "consumers: { app: x }\n", &[
-        "gateway.yaml:1:1: consumers: expected a list of { username, password_hash, scopes }",
+        "gateway.yaml:1:1: consumers: expected a list of { username, password_hash, client_cert, scopes }",
     ]),
 ];
 

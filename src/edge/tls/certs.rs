@@ -55,12 +55,13 @@ pub fn load_pair(cert: &Path, key: &Path, now: SystemTime) -> Result<LoadedCert,
     let private = read_key(key)?;
     let info = inspect(&chain[0], cert)?;
     check_validity(&info, cert, now)?;
-    let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(|e| {
-        format!(
-            "{} does not belong to the certificate in {}: {e}",
+    let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => format!(
+            "{} is not the private key of the certificate in {}",
             key.display(),
             cert.display()
-        )
+        ),
+        e => format!("{} cannot be used: {e}", key.display()),
     })?;
     Ok(LoadedCert {
         key: Arc::new(certified),

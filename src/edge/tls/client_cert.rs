@@ -50,6 +50,23 @@ impl ClientCertificate {
     }
 }
 
+/// How a consumer's client certificate is recognised: by its whole subject, or
+/// by one of its subject alternative names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientCertMatch {
+    Subject(DistinguishedName),
+    San(String),
+}
+
+impl ClientCertMatch {
+    pub fn matches(&self, cert: &ClientCertificate) -> bool {
+        match self {
+            Self::Subject(dn) => *dn == cert.subject,
+            Self::San(name) => cert.has_san(name),
+        }
+    }
+}
+
 /// A distinguished name as a set of `ATTRIBUTE=value` pairs: the order of the
 /// attributes and the spelling of the separators do not matter, so
 /// `CN=partner-bank, O=Bank` (RFC 4514 order reversed), `O = Bank, CN = partner-bank`
