@@ -98,6 +98,21 @@ pub struct ListenConfig {
     pub h2c: bool,
 }
 
+impl Config {
+    /// Files the configuration reads besides itself that may change on their
+    /// own (certificates, keys, CA bundles), for `--watch`.
+    pub fn named_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for tls in self.listen.iter().filter_map(|l| l.tls.as_deref()) {
+            for (cert, key) in &tls.settings.certs {
+                files.extend([cert.clone(), key.clone()]);
+            }
+            files.extend(tls.settings.client_auth.iter().map(|c| c.ca.clone()));
+        }
+        files
+    }
+}
+
 impl PartialEq for ListenConfig {
     /// Equal settings and the same certificates (by name and validity).
     fn eq(&self, other: &Self) -> bool {

@@ -173,7 +173,7 @@ impl Metrics {
         let tls_handshakes_total = counter(
             &r,
             "fingate_tls_handshakes_total",
-            "TLS handshakes on the public listeners, by listener and result (ok, failed, timeout).",
+            "TLS handshakes on the public listeners, by listener and result (ok, failed, timeout; closed: the client left without a word).",
             &["listener", "result"],
         );
         let tls_certificate_expiry_timestamp_seconds = gauge(

@@ -195,7 +195,9 @@ fn check_host<'a>(
     if parts.version == http::Version::HTTP_2 {
         if let Some(authority) = parts.uri.authority() {
             let authority = authority.as_str();
-            let same = f.host.map_or(true, |h| h.as_bytes() == authority.as_bytes());
+            let same = f
+                .host
+                .map_or(true, |h| h.as_bytes() == authority.as_bytes());
             if f.hosts > 1 || !same {
                 return bad_request("a Host header differing from :authority");
             }

@@ -26,6 +26,7 @@ use rustls::version::{TLS12, TLS13};
 use rustls::{ServerConfig, SupportedProtocolVersion};
 use std::any::Any;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 use transport::Transport;
@@ -133,9 +134,34 @@ impl ServerTls {
     }
 
     /// Runs the server side of a handshake on `stream`.
-    pub async fn accept(&self, stream: Stream) -> pingora::Result<Stream> {
-        let tls: TlsStream<Transport> = self.acceptor.tls_handshake(Transport(stream)).await?;
-        Ok(Box::new(tls))
+    pub async fn accept(&self, stream: Stream) -> Result<Stream, HandshakeError> {
+        let (transport, heard) = Transport::new(stream);
+        match self.acceptor.tls_handshake(transport).await {
+            Ok(tls) => {
+                let tls: TlsStream<Transport> = tls;
+                Ok(Box::new(tls))
+            }
+            Err(_) if !heard.load(Ordering::Relaxed) => Err(HandshakeError::Silent),
+            Err(e) => Err(HandshakeError::Failed(e)),
+        }
+    }
+}
+
+/// Why a handshake did not complete.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The client closed without sending anything (a port probe).
+    Silent,
+    Failed(Box<pingora::Error>),
+}
+
+impl HandshakeError {
+    /// The `result` label of `fingate_tls_handshakes_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Silent => "closed",
+            Self::Failed(_) => "failed",
+        }
     }
 }
 

@@ -132,7 +132,9 @@ async fn reload_off_thread(gateway: &Arc<Gateway>) {
 const WATCH_POLL: Duration = Duration::from_millis(200);
 const WATCH_SETTLE: Duration = Duration::from_millis(300);
 
-/// `fingate run --watch`: reloads when the config file changes.
+/// `fingate run --watch`: reloads when the config file changes, or one of the
+/// files it names (certificates, keys, CA bundles: a renewal tool rewrites those
+/// without touching the config).
 ///
 /// Polls the file's metadata rather than using inotify: a poll sees the same path
 /// whether the file was edited in place, replaced by rename, or deleted and
@@ -140,6 +142,17 @@ const WATCH_SETTLE: Duration = Duration::from_millis(300);
 pub struct WatchConfig {
     pub gateway: Arc<Gateway>,
     pub path: PathBuf,
+}
+
+impl WatchConfig {
+    /// The config file's version, then those of the files it names, in order.
+    fn fingerprints(&self) -> Vec<Option<(std::time::SystemTime, u64, u64)>> {
+        let named = self.gateway.current().config.named_files();
+        std::iter::once(self.path.as_path())
+            .chain(named.iter().map(PathBuf::as_path))
+            .map(fingerprint)
+            .collect()
+    }
 }
 
 /// What identifies one version of the file on disk.
@@ -153,32 +166,40 @@ fn fingerprint(path: &Path) -> Option<(std::time::SystemTime, u64, u64)> {
 impl BackgroundService for WatchConfig {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         tracing::info!(file = %self.path.display(), "watching the configuration file for changes");
-        let mut seen = fingerprint(&self.path);
-        // Compare once at start too: the file may have changed between loading it
-        // and this service starting.
+        let mut seen = self.fingerprints();
+        // Compare once at start too: the files may have changed between loading
+        // them and this service starting.
         let mut changed_at: Option<Instant> = Some(Instant::now());
+        let mut named_file_changed = false;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(WATCH_POLL) => {}
                 _ = shutdown.changed() => return,
             }
-            let now = fingerprint(&self.path);
+            let now = self.fingerprints();
             if now != seen {
                 // Still being written (or just deleted): wait for it to settle.
+                named_file_changed |= now.get(1..) != seen.get(1..);
                 seen = now;
                 changed_at = Some(Instant::now());
                 continue;
             }
             let settled = changed_at.is_some_and(|t| t.elapsed() >= WATCH_SETTLE);
-            if settled && seen.is_some() {
+            if settled && seen.first().is_some_and(Option::is_some) {
                 changed_at = None;
-                // An edit that leaves the text identical (touch, re-save) is no reload.
-                let unchanged = std::fs::read_to_string(&self.path).is_ok_and(|text| {
-                    crate::config::content_hash(&text) == self.gateway.current().config.source.hash
-                });
+                // An edit that leaves the text identical (touch, re-save) is no
+                // reload, unless a file it names changed.
+                let unchanged = !named_file_changed
+                    && std::fs::read_to_string(&self.path).is_ok_and(|text| {
+                        crate::config::content_hash(&text)
+                            == self.gateway.current().config.source.hash
+                    });
+                named_file_changed = false;
                 if !unchanged {
-                    tracing::info!(file = %self.path.display(), "configuration file changed");
+                    tracing::info!(file = %self.path.display(), "configuration or a file it names changed");
                     reload_off_thread(&self.gateway).await;
+                    // The files named may be others now.
+                    seen = self.fingerprints();
                 }
             }
         }

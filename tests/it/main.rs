@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod curl;
 mod harness;
 mod redis;
 mod testca;
@@ -24,8 +25,10 @@ mod keepalive;
 mod layers;
 mod lifecycle;
 mod lockout;
+mod mtls;
 mod rate_limit;
 mod routing;
+mod tls;
 mod token_endpoint;
 mod upstreams;
 mod validate;

@@ -80,10 +80,26 @@ impl TestCa {
 
     /// A client certificate with subject `CN=<common_name>` and the given DNS SANs.
     pub fn client(&self, stem: &str, common_name: &str, dns_sans: &[&str]) -> CertFiles {
+        self.client_cert(stem, &[(DnType::CommonName, common_name)], dns_sans)
+    }
+
+    /// A client certificate with subject `O=<organization>, CN=<common_name>`.
+    pub fn client_with_org(&self, stem: &str, common_name: &str, organization: &str) -> CertFiles {
+        self.client_cert(
+            stem,
+            &[
+                (DnType::OrganizationName, organization),
+                (DnType::CommonName, common_name),
+            ],
+            &[],
+        )
+    }
+
+    fn client_cert(&self, stem: &str, subject: &[(DnType, &str)], dns_sans: &[&str]) -> CertFiles {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
         params.subject_alt_names = dns_sans
             .iter()
             .map(|n| SanType::DnsName((*n).try_into().unwrap()))

@@ -3,7 +3,7 @@
 //! preface. Both run under the head deadline, holding a connection slot, so a
 //! client that stalls here is cut like one that stalls in its headers.
 
-use crate::edge::tls::ServerTls;
+use crate::edge::tls::{HandshakeError, ServerTls};
 use crate::metrics::metrics;
 use pingora::protocols::{Stream, ALPN};
 use std::net::SocketAddr;
@@ -56,8 +56,10 @@ pub(super) async fn open(
         let (result, stream) = match tokio::time::timeout(deadline, tls.accept(stream)).await {
             Ok(Ok(s)) => ("ok", Some(s)),
             Ok(Err(e)) => {
-                tracing::debug!(listener = %mode.name, error = %e, "TLS handshake failed");
-                ("failed", None)
+                if let HandshakeError::Failed(e) = &e {
+                    tracing::debug!(listener = %mode.name, error = %e, "TLS handshake failed");
+                }
+                (e.label(), None)
             }
             Err(_) => ("timeout", None),
         };

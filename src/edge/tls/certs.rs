@@ -26,6 +26,9 @@ pub struct CertInfo {
     pub not_after: i64,
     /// Seconds since the epoch from which it is valid (`notBefore`).
     pub not_before: i64,
+    /// SHA-256 of the certificate (DER), hex: tells a renewed certificate from
+    /// the one it replaces even when names and dates are the same.
+    pub sha256: String,
 }
 
 impl CertInfo {
@@ -148,7 +151,13 @@ pub fn inspect(der: &CertificateDer<'_>, path: &Path) -> Result<CertInfo, String
                 .map(str::to_ascii_lowercase),
         );
     }
+    let sha256 = ring::digest::digest(&ring::digest::SHA256, der.as_ref())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(CertInfo {
+        sha256,
         names,
         subject: cert.subject().to_string(),
         not_after: cert.validity().not_after.timestamp(),

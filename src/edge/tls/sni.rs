@@ -84,6 +84,7 @@ mod tests {
                     subject: String::new(),
                     not_after: 0,
                     not_before: 0,
+                    sha256: String::new(),
                 },
             })
             .collect();

@@ -8,13 +8,23 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType,
 };
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 #[derive(Debug)]
-pub struct Transport(pub Stream);
+pub struct Transport(pub Stream, pub Arc<AtomicBool>);
+
+impl Transport {
+    /// `stream`, and a flag raised once the client has sent a byte (a handshake
+    /// that fails without one is a port probe, not a TLS client).
+    pub fn new(stream: Stream) -> (Self, Arc<AtomicBool>) {
+        let heard = Arc::new(AtomicBool::new(false));
+        (Self(stream, heard.clone()), heard)
+    }
+}
 
 impl AsyncRead for Transport {
     fn poll_read(
@@ -22,7 +32,12 @@ impl AsyncRead for Transport {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.0).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.1.store(true, Ordering::Relaxed);
+        }
+        r
     }
 }
 
