@@ -4,11 +4,13 @@
 use crate::harness::*;
 use std::collections::HashSet;
 
-/// gateway.yaml with the services' fixed ports swapped for this test's ephemeral ones.
+/// gateway.yaml with the services' fixed ports swapped for this test's ephemeral
+/// ones; the HTTPS listener's port is [`https_port`]'s.
 fn demo_config(mock: &Mock) -> String {
     let shipped = shipped_config("gateway.yaml");
     let mut yaml = shipped
         .replace("127.0.0.1:8080", "{LISTEN}")
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{}", https_port()))
         .replace("127.0.0.1:9901", "{ADMIN}");
     for (port, name) in [
         ("9101", "accounts-1"),
@@ -19,6 +21,12 @@ fn demo_config(mock: &Mock) -> String {
         yaml = yaml.replace(&format!("127.0.0.1:{port}"), &mock.addr(name).to_string());
     }
     yaml
+}
+
+/// The demo's HTTPS port in this run.
+fn https_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(free_port)
 }
 
 fn start_demo() -> (Mock, Gateway) {
@@ -206,4 +214,30 @@ fn loan_quote_and_fx_through_the_gateway() {
         fx.header("x-request-id").is_some(),
         "global request_id filter"
     );
+}
+
+#[test]
+fn the_demo_serves_https_and_http2_with_its_development_certificate() {
+    let (_mock, gw) = start_demo();
+    let ca = format!("{}/certs/dev/ca.pem", env!("CARGO_MANIFEST_DIR"));
+    let auth = format!("Authorization: {}", login(&gw, "mobile-app", "mobile-demo-pass"));
+    let url = format!("https://localhost:{}/api/loans/quote", https_port());
+    let body = r#"{"principal":1000000,"annual_rate_bps":650,"months":12}"#;
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let r = crate::curl::curl(&[
+            flag,
+            "--cacert",
+            &ca,
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &auth,
+            "-d",
+            body,
+            &url,
+        ]);
+        assert_eq!((r.exit, r.status), (0, 201), "{flag}: {} {}", r.body, r.stderr);
+        assert_eq!(r.version, version);
+        assert_eq!(r.json()["schedule"].as_array().map(Vec::len), Some(12));
+    }
 }

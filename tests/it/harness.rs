@@ -39,10 +39,27 @@ pub fn mock_bin() -> PathBuf {
 /// temporary folder.
 pub fn shipped_config(name: &str) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(repo.join(name)).unwrap().replace(
-        "json_schema: examples/",
-        &format!("json_schema: {}/examples/", repo.display()),
-    )
+    dev_cert();
+    std::fs::read_to_string(repo.join(name))
+        .unwrap()
+        .replace(
+            "json_schema: examples/",
+            &format!("json_schema: {}/examples/", repo.display()),
+        )
+        .replace("certs/dev/", &format!("{}/certs/dev/", repo.display()))
+}
+
+/// Makes the demo's development certificate (`scripts/dev-cert`) once per run:
+/// the shipped configs name it.
+pub fn dev_cert() {
+    static MADE: OnceLock<()> = OnceLock::new();
+    MADE.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new(repo.join("scripts/dev-cert"))
+            .status()
+            .expect("run scripts/dev-cert");
+        assert!(status.success(), "scripts/dev-cert failed");
+    });
 }
 
 /// A free loopback port for a process the test starts.
