@@ -220,7 +220,10 @@ fn loan_quote_and_fx_through_the_gateway() {
 fn the_demo_serves_https_and_http2_with_its_development_certificate() {
     let (_mock, gw) = start_demo();
     let ca = format!("{}/certs/dev/ca.pem", env!("CARGO_MANIFEST_DIR"));
-    let auth = format!("Authorization: {}", login(&gw, "mobile-app", "mobile-demo-pass"));
+    let auth = format!(
+        "Authorization: {}",
+        login(&gw, "mobile-app", "mobile-demo-pass")
+    );
     let url = format!("https://localhost:{}/api/loans/quote", https_port());
     let body = r#"{"principal":1000000,"annual_rate_bps":650,"months":12}"#;
     for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
@@ -236,8 +239,36 @@ fn the_demo_serves_https_and_http2_with_its_development_certificate() {
             body,
             &url,
         ]);
-        assert_eq!((r.exit, r.status), (0, 201), "{flag}: {} {}", r.body, r.stderr);
+        assert_eq!(
+            (r.exit, r.status),
+            (0, 201),
+            "{flag}: {} {}",
+            r.body,
+            r.stderr
+        );
         assert_eq!(r.version, version);
         assert_eq!(r.json()["schedule"].as_array().map(Vec::len), Some(12));
+    }
+    // A body the route's schema checks, read and judged over HTTP/2 like HTTP/1.1.
+    let payments = format!("https://localhost:{}/api/payments", https_port());
+    for (amount, status) in [(-5, 422), (5, 201)] {
+        let body = format!(
+            r#"{{"from_account":"ACC-1001","to_account":"ACC-2001","amount":{amount},"currency":"EUR"}}"#
+        );
+        let r = crate::curl::curl(&[
+            "--http2",
+            "--cacert",
+            &ca,
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &auth,
+            "-H",
+            "Idempotency-Key: h2-1",
+            "-d",
+            &body,
+            &payments,
+        ]);
+        assert_eq!((r.status, r.version.as_str()), (status, "2"), "{}", r.body);
     }
 }
