@@ -224,10 +224,10 @@ fn the_demo_serves_https_and_http2_with_its_development_certificate() {
         "Authorization: {}",
         login(&gw, "mobile-app", "mobile-demo-pass")
     );
-    let url = format!("https://localhost:{}/api/loans/quote", https_port());
-    let body = r#"{"principal":1000000,"annual_rate_bps":650,"months":12}"#;
-    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
-        let r = crate::curl::curl(&[
+    // A JSON POST to the HTTPS listener, trusting the development CA.
+    let post = |flag: &str, path: &str, body: &str, key: &str| {
+        let url = format!("https://localhost:{}{path}", https_port());
+        crate::curl::curl(&[
             flag,
             "--cacert",
             &ca,
@@ -235,10 +235,16 @@ fn the_demo_serves_https_and_http2_with_its_development_certificate() {
             "Content-Type: application/json",
             "-H",
             &auth,
+            "-H",
+            &format!("Idempotency-Key: {key}"),
             "-d",
             body,
             &url,
-        ]);
+        ])
+    };
+    let quote = r#"{"principal":1000000,"annual_rate_bps":650,"months":12}"#;
+    for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+        let r = post(flag, "/api/loans/quote", quote, "unused");
         assert_eq!(
             (r.exit, r.status),
             (0, 201),
@@ -250,25 +256,11 @@ fn the_demo_serves_https_and_http2_with_its_development_certificate() {
         assert_eq!(r.json()["schedule"].as_array().map(Vec::len), Some(12));
     }
     // A body the route's schema checks, read and judged over HTTP/2 like HTTP/1.1.
-    let payments = format!("https://localhost:{}/api/payments", https_port());
     for (amount, status) in [(-5, 422), (5, 201)] {
         let body = format!(
             r#"{{"from_account":"ACC-1001","to_account":"ACC-2001","amount":{amount},"currency":"EUR"}}"#
         );
-        let r = crate::curl::curl(&[
-            "--http2",
-            "--cacert",
-            &ca,
-            "-H",
-            "Content-Type: application/json",
-            "-H",
-            &auth,
-            "-H",
-            "Idempotency-Key: h2-1",
-            "-d",
-            &body,
-            &payments,
-        ]);
+        let r = post("--http2", "/api/payments", &body, &format!("h2-{amount}"));
         assert_eq!((r.status, r.version.as_str()), (status, "2"), "{}", r.body);
     }
 }

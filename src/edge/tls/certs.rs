@@ -127,22 +127,11 @@ pub fn inspect(der: &CertificateDer<'_>, path: &Path) -> Result<CertInfo, String
             path.display()
         )
     })?;
-    let mut names: Vec<String> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-                    GeneralName::IPAddress(ip) => ip_text(ip),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut names = alt_names(&cert, |n| match n {
+        GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+        GeneralName::IPAddress(ip) => ip_text(ip),
+        _ => None,
+    });
     if names.is_empty() {
         names.extend(
             cert.subject()
@@ -163,6 +152,18 @@ pub fn inspect(der: &CertificateDer<'_>, path: &Path) -> Result<CertInfo, String
         not_after: cert.validity().not_after.timestamp(),
         not_before: cert.validity().not_before.timestamp(),
     })
+}
+
+/// The subject alternative names of `cert` that `pick` keeps, as text.
+pub(super) fn alt_names(
+    cert: &X509Certificate<'_>,
+    pick: impl Fn(&GeneralName<'_>) -> Option<String>,
+) -> Vec<String> {
+    cert.subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| san.value.general_names.iter().filter_map(pick).collect())
+        .unwrap_or_default()
 }
 
 pub(super) fn ip_text(bytes: &[u8]) -> Option<String> {

@@ -19,25 +19,13 @@ impl ClientCertificate {
     /// accepted it, so that does not happen for a certificate it checked).
     pub fn from_der(der: &[u8]) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der).ok()?;
-        let sans = cert
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(|n| match n {
-                        GeneralName::DNSName(s) | GeneralName::RFC822Name(s) => {
-                            Some((*s).to_owned())
-                        }
-                        GeneralName::URI(s) => Some((*s).to_owned()),
-                        GeneralName::IPAddress(b) => super::certs::ip_text(b),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let sans = super::certs::alt_names(&cert, |n| match n {
+            GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
+                Some((*s).to_owned())
+            }
+            GeneralName::IPAddress(b) => super::certs::ip_text(b),
+            _ => None,
+        });
         Some(Self {
             subject: DistinguishedName::from_x509(cert.subject()),
             sans,
