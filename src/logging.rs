@@ -14,13 +14,18 @@ pub enum LogFormat {
     Text,
 }
 
+/// rustls warns about what clients send (an IP address as SNI, a duplicate
+/// name): one line per handshake that anyone can trigger. Failed handshakes are
+/// counted in `fingate_tls_handshakes_total` instead.
+const DEFAULT_FILTER: &str = "info,rustls=error";
+
 /// Installs the global subscriber. `FINGATE_LOG` (or `RUST_LOG`) overrides the
 /// level filter, e.g. `FINGATE_LOG=warn,fingate::access=off`.
 pub fn init(format: LogFormat) {
     let filter = std::env::var("FINGATE_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .map(EnvFilter::new)
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // A second init (tests calling twice) keeps the first subscriber.
     let _ = tracing_log::LogTracer::init();
     let builder = tracing_subscriber::fmt()
