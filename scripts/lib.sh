@@ -8,14 +8,21 @@ ensure_packages() {
     command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  echo "==> installing: ${missing[*]}" >&2
+  install_packages "${missing[@]}"
+}
+
+# install_packages PACKAGE ... — installs Debian packages (for those no command reveals).
+install_packages() {
+  echo "==> installing: $*" >&2
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # The packages each task needs (command:package).
 BUILD_PACKAGES=(cmake:cmake cc:gcc)
 TEST_PACKAGES=(redis-server:redis-server promtool:prometheus curl:curl openssl:openssl h2load:nghttp2-client testssl:testssl.sh)
 BENCH_PACKAGES=(nginx:nginx wrk:wrk taskset:util-linux)
+# scripts/check-deploy (it also installs python3-venv when venv is missing).
+DEPLOY_PACKAGES=(promtool:prometheus systemd-analyze:systemd openssl:openssl python3:python3)
