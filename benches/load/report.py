@@ -2,11 +2,12 @@
 """Turns the raw output of benches/load/run into its markdown table.
 
 Usage: report.py WORKDIR CLK_TCK SCENARIO...
-       report.py --one FILE SCENARIO TICKS CLK_TCK   (one run's line, while running)
+       report.py --one FILE SCENARIO TICKS CLK_TCK [OPENED]   (one run's line, while running)
 
 Reads WORKDIR/wrk-<scenario>-<round>.txt (wrk --latency output) or
 WORKDIR/h2load-<scenario>-<round>.txt (h2load -D output), and WORKDIR/cpu.tsv
-(scenario, round, CPU clock ticks of the proxy during that run).
+(scenario, round, CPU clock ticks of the proxy during that run, and optionally the
+connections the origin accepted during it: the upstream connections opened).
 Each figure is the median over the rounds, taken per column. A TLS scenario
 (`fingate-https`, ...) is compared with the nginx scenario of the same suffix.
 """
@@ -95,26 +96,28 @@ def median(values):
     return statistics.median(present) if present else None
 
 
-def one(path, name, ticks, clk_tck):
+def one(path, name, ticks, clk_tck, opened=None):
     """One run's line, printed while the rounds go on."""
     rps, _, _, total, _, bad = parse(path)
     cpu_s = int(ticks) / int(clk_tck)
     per_cpu = total / cpu_s if cpu_s else float("nan")
     failed = f"  ({bad} failed)" if bad else ""
+    conns = f" {int(opened) * 1000 / total:6.1f} upstream connects per 1k" if opened and total else ""
     print(f"    {name:<18} {rps:8.0f} req/s {per_cpu:8.0f} req per CPU-second "
-          f"{1e6 / per_cpu:6.1f} µs CPU per request{failed}")
+          f"{1e6 / per_cpu:6.1f} µs CPU per request{conns}{failed}")
 
 
 def main():
     if sys.argv[1] == "--one":
-        one(*sys.argv[2:6])
+        one(*sys.argv[2:7])
         return
     work, clk_tck, scenarios = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-    cpu = {}
+    cpu, opened = {}, {}
     for line in (work / "cpu.tsv").read_text().split("\n"):
         if line.strip():
-            name, rnd, ticks = line.split("\t")
+            name, rnd, ticks, *rest = line.split("\t")
             cpu[(name, rnd)] = int(ticks) / clk_tck
+            opened[(name, rnd)] = int(rest[0]) if rest else None
 
     rows, warnings = {}, []
     for name in scenarios:
@@ -127,7 +130,9 @@ def main():
             if bad:
                 warnings.append(f"{name} round {rnd}: {bad} failed requests or socket errors")
             cpu_s = cpu[(name, rnd)]
-            runs.append((rps, p50, p99, total / cpu_s, cpu_s / seconds))
+            conns = opened[(name, rnd)]
+            runs.append((rps, p50, p99, total / cpu_s, cpu_s / seconds,
+                         None if conns is None else conns * 1000 / total))
         if not runs:
             raise SystemExit(f"no load output for {name} in {work}")
         rows[name] = [median(col) for col in zip(*runs)]
@@ -139,15 +144,17 @@ def main():
         return [f"{rows[name][i] / rows[base][i]:.2f}×" for i in (0, 3)]
 
     print("| scenario | req/s | p50 | p99 | req per CPU-second | CPU µs per request | proxy CPU "
+          "| upstream connects per 1k req "
           "| vs nginx: req/s | per CPU-s | vs bare Pingora: req/s | per CPU-s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in scenarios:
-        rps, p50, p99, per_cpu, util = rows[name]
+        rps, p50, p99, per_cpu, util, conns = rows[name]
+        conns = "–" if conns is None else f"{conns:.1f}"
         # fingate@B is compared with bare-pingora@B, the baseline of the same build.
         bare = "bare-pingora" + name[len(name.split("@")[0]):]
         vs_bare = ratios(name, bare) if name.startswith("fingate") else ["", ""]
         print(f"| {name} | {rps:,.0f} | {fmt_ms(p50)} | {fmt_ms(p99)} | {per_cpu:,.0f} | "
-              f"{1e6 / per_cpu:.1f} | {util:.0%} | "
+              f"{1e6 / per_cpu:.1f} | {util:.0%} | {conns} | "
               + " | ".join(ratios(name, nginx_of(name)) + vs_bare) + " |")
     for w in warnings:
         print(f"\nWARNING: {w}")
