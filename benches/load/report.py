@@ -152,7 +152,9 @@ def main():
         conns = "–" if conns is None else f"{conns:.1f}"
         # fingate@B is compared with bare-pingora@B, the baseline of the same build.
         bare = "bare-pingora" + name[len(name.split("@")[0]):]
-        vs_bare = ratios(name, bare) if name.startswith("fingate") else ["", ""]
+        # bare Pingora has no TLS: only plain fingate rows are compared with it.
+        plain = nginx_of(name) == "nginx"
+        vs_bare = ratios(name, bare) if name.startswith("fingate") and plain else ["", ""]
         print(f"| {name} | {rps:,.0f} | {fmt_ms(p50)} | {fmt_ms(p99)} | {per_cpu:,.0f} | "
               f"{1e6 / per_cpu:.1f} | {util:.0%} | {conns} | "
               + " | ".join(ratios(name, nginx_of(name)) + vs_bare) + " |")
