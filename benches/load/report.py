@@ -2,10 +2,14 @@
 """Turns the raw output of benches/load/run into its markdown table.
 
 Usage: report.py WORKDIR CLK_TCK SCENARIO...
+       report.py --one FILE SCENARIO TICKS CLK_TCK [OPENED]   (one run's line, while running)
 
-Reads WORKDIR/wrk-<scenario>-<round>.txt (wrk --latency output) and
-WORKDIR/cpu.tsv (scenario, round, CPU clock ticks of the proxy during that run).
-Each figure is the median over the rounds, taken per column.
+Reads WORKDIR/wrk-<scenario>-<round>.txt (wrk --latency output) or
+WORKDIR/h2load-<scenario>-<round>.txt (h2load -D output), and WORKDIR/cpu.tsv
+(scenario, round, CPU clock ticks of the proxy during that run, and optionally the
+connections the origin accepted during it: the upstream connections opened).
+Each figure is the median over the rounds, taken per column. A TLS scenario
+(`fingate-https`, ...) is compared with the nginx scenario of the same suffix.
 """
 import re
 import statistics
@@ -35,31 +39,103 @@ def parse_wrk(text):
     return rps, p["50"], p["99"], int(total), seconds, bad
 
 
+def parse_h2load(text, path="h2load output"):
+    """The same figures from h2load -D output; no percentiles (h2load prints
+    min/max/mean/sd only), so p50 and p99 are None. Refuses output that is not a
+    finished HTTP/2 run, rather than reporting a wrong figure."""
+
+    def need(pattern, what):
+        m = re.search(pattern, text, re.M)
+        if not m:
+            raise ValueError(f"{path}: no {what} in h2load's output")
+        return m
+
+    proto = need(r"^Application protocol:\s*(\S+)", "application protocol").group(1)
+    if proto != "h2":
+        raise ValueError(f"{path}: h2load negotiated {proto!r}, not h2")
+    took = need(r"^finished in ([\d.]+(?:us|ms|s|m)),", "'finished in' line").group(1)
+    counts = need(
+        r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+        r"(\d+) failed, (\d+) errored, (\d+) timeout", "'requests:' line")
+    _, _, _, succeeded, failed, _, _ = (int(n) for n in counts.groups())
+    codes = need(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx",
+                 "'status codes:' line")
+    ok = int(codes.group(1))
+    seconds = to_ms(took) / 1000
+    # Counted: requests answered 2xx during the run. h2load's "failed" already
+    # includes "errored" and "timeout"; a non-2xx answer "succeeded" for h2load.
+    bad = failed + (succeeded - ok)
+    return ok / seconds, None, None, ok, seconds, bad
+
+
+def parse(path):
+    text = Path(path).read_text()
+    if Path(path).name.startswith("h2load-"):
+        return parse_h2load(text, path)
+    return parse_wrk(text)
+
+
+def nginx_of(name):
+    """The nginx scenario a scenario is compared with: the one of its TLS suffix."""
+    base = name.split("@")[0]
+    for suffix in ("-https", "-h2", "-handshake", "-resume"):
+        if base.endswith(suffix):
+            return "nginx" + suffix
+    return "nginx"
+
+
 def fmt_ms(ms):
+    if ms is None:
+        return "–"
     return f"{ms * 1000:.0f} µs" if ms < 1 else f"{ms:.2f} ms"
 
 
+def median(values):
+    """Median of the values present (h2load runs have no percentiles)."""
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def one(path, name, ticks, clk_tck, opened=None):
+    """One run's line, printed while the rounds go on."""
+    rps, _, _, total, _, bad = parse(path)
+    cpu_s = int(ticks) / int(clk_tck)
+    per_cpu = total / cpu_s if cpu_s else float("nan")
+    failed = f"  ({bad} failed)" if bad else ""
+    conns = f" {int(opened) * 1000 / total:6.1f} upstream connects per 1k" if opened and total else ""
+    print(f"    {name:<18} {rps:8.0f} req/s {per_cpu:8.0f} req per CPU-second "
+          f"{1e6 / per_cpu:6.1f} µs CPU per request{conns}{failed}")
+
+
 def main():
+    if sys.argv[1] == "--one":
+        one(*sys.argv[2:7])
+        return
     work, clk_tck, scenarios = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-    cpu = {}
+    cpu, opened = {}, {}
     for line in (work / "cpu.tsv").read_text().split("\n"):
         if line.strip():
-            name, rnd, ticks = line.split("\t")
+            name, rnd, ticks, *rest = line.split("\t")
             cpu[(name, rnd)] = int(ticks) / clk_tck
+            opened[(name, rnd)] = int(rest[0]) if rest else None
 
     rows, warnings = {}, []
     for name in scenarios:
         runs = []
-        for f in sorted(work.glob("wrk-*.txt")):
-            scenario, rnd = f.stem[len("wrk-"):].rsplit("-", 1)
+        for f in sorted([*work.glob("wrk-*.txt"), *work.glob("h2load-*.txt")]):
+            scenario, rnd = f.stem.split("-", 1)[1].rsplit("-", 1)
             if scenario != name:
                 continue
-            rps, p50, p99, total, seconds, bad = parse_wrk(f.read_text())
+            rps, p50, p99, total, seconds, bad = parse(f)
             if bad:
                 warnings.append(f"{name} round {rnd}: {bad} failed requests or socket errors")
             cpu_s = cpu[(name, rnd)]
-            runs.append((rps, p50, p99, total / cpu_s, cpu_s / seconds))
-        rows[name] = [statistics.median(col) for col in zip(*runs)]
+            conns = opened[(name, rnd)]
+            runs.append((rps, p50, p99, total / cpu_s, cpu_s / seconds,
+                         None if conns is None else conns * 1000 / total))
+        if not runs:
+            raise SystemExit(f"no load output for {name} in {work}")
+        rows[name] = [median(col) for col in zip(*runs)]
 
     def ratios(name, base):
         """req/s and req per CPU-second of `name` relative to `base`."""
@@ -67,16 +143,21 @@ def main():
             return ["", ""]
         return [f"{rows[name][i] / rows[base][i]:.2f}×" for i in (0, 3)]
 
-    print("| scenario | req/s | p50 | p99 | req per CPU-second | proxy CPU "
+    print("| scenario | req/s | p50 | p99 | req per CPU-second | CPU µs per request | proxy CPU "
+          "| upstream connects per 1k req "
           "| vs nginx: req/s | per CPU-s | vs bare Pingora: req/s | per CPU-s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in scenarios:
-        rps, p50, p99, per_cpu, util = rows[name]
+        rps, p50, p99, per_cpu, util, conns = rows[name]
+        conns = "–" if conns is None else f"{conns:.1f}"
         # fingate@B is compared with bare-pingora@B, the baseline of the same build.
         bare = "bare-pingora" + name[len(name.split("@")[0]):]
-        vs_bare = ratios(name, bare) if name.startswith("fingate") else ["", ""]
-        print(f"| {name} | {rps:,.0f} | {fmt_ms(p50)} | {fmt_ms(p99)} | {per_cpu:,.0f} | {util:.0%} | "
-              + " | ".join(ratios(name, "nginx") + vs_bare) + " |")
+        # bare Pingora has no TLS: only plain fingate rows are compared with it.
+        plain = nginx_of(name) == "nginx"
+        vs_bare = ratios(name, bare) if name.startswith("fingate") and plain else ["", ""]
+        print(f"| {name} | {rps:,.0f} | {fmt_ms(p50)} | {fmt_ms(p99)} | {per_cpu:,.0f} | "
+              f"{1e6 / per_cpu:.1f} | {util:.0%} | {conns} | "
+              + " | ".join(ratios(name, nginx_of(name)) + vs_bare) + " |")
     for w in warnings:
         print(f"\nWARNING: {w}")
 
