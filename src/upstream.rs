@@ -9,6 +9,7 @@ pub mod attempt;
 mod balance;
 pub mod config;
 pub mod health;
+pub mod tls;
 
 use crate::metrics::{metrics, UpstreamCounters};
 use balance::Schedule;
@@ -242,6 +243,8 @@ mod tests {
                 read_timeout: Duration::from_secs(1),
                 retries: 1,
                 eject_for: Duration::from_secs(10),
+                tls: None,
+                http2: false,
             },
             None,
         )

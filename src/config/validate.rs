@@ -22,6 +22,9 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests_routes;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests_upstream_tls;
 mod upstreams;
 
 use routes::{check_cache_after_auth, routes, typed_filter_list};
@@ -107,8 +110,8 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let admin = admin(take("admin"), &listen, &mut errors);
     let threads = threads(take("threads"), &mut errors);
     let store = store(take("store"), &mut errors);
-    let (upstreams, declared) = upstreams(take("upstreams"), &mut errors);
     let base_dir = source.file.parent().unwrap_or(std::path::Path::new("."));
+    let (upstreams, declared) = upstreams(take("upstreams"), base_dir, &mut errors);
     let auth = crate::auth::settings::auth(take("auth"), base_dir, &mut errors);
     let consumers = crate::auth::settings::consumers(take("consumers"), &mut errors);
     // Filters are checked against the config's own keys (the `jwt` filter needs them).
