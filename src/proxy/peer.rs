@@ -7,9 +7,9 @@ use crate::upstream::UpstreamGroup;
 use pingora::prelude::HttpPeer;
 use pingora::upstreams::peer::HttpUpstreamRequestPolicy;
 
-/// Concurrent requests on one HTTP/2 connection to a target (Pingora's default is
-/// one, which would open a connection per concurrent request); a server that
-/// allows fewer says so in its settings, and Pingora keeps to that.
+/// Concurrent requests on one HTTP/2 connection to a target (Pingora's default
+/// allows a single one, which would open a connection per concurrent request); a
+/// server that allows fewer says so in its settings, and Pingora keeps to that.
 const H2_STREAMS_PER_CONNECTION: usize = 100;
 
 pub(super) fn peer(group: &UpstreamGroup, attempt: &Attempt) -> HttpPeer {
