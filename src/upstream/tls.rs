@@ -11,8 +11,13 @@
 //! IP address (its certificate needs that address as an IP SAN; rustls sends no
 //! SNI for an address).
 //!
-//! Pingora skips every certificate check when a peer's SNI is empty, so a peer is
-//! never given an empty one: without `sni` it carries the address as text.
+//! A peer is never given an empty SNI: Pingora's rustls connector cannot make a
+//! server name of it and fails to connect (and its choice of checks would skip
+//! them all for one). Without `sni` a peer carries the target's address as text.
+//!
+//! Pingora keys its pool of idle connections by address, SNI, verify flags and
+//! the client certificate's serial, not by CA: [`UpstreamTls::fingerprint`] is
+//! what keeps connections made under different settings or files apart.
 
 use crate::edge::tls::certs::{self, CertInfo, PairFile};
 use pingora::protocols::tls::CaType;
