@@ -109,6 +109,12 @@ impl Config {
             }
             files.extend(tls.settings.client_auth.iter().map(|c| c.ca.clone()));
         }
+        for tls in self.upstreams.values().filter_map(|u| u.tls.as_deref()) {
+            files.extend(tls.settings.ca.iter().cloned());
+            if let Some((cert, key)) = &tls.settings.client {
+                files.extend([cert.clone(), key.clone()]);
+            }
+        }
         files
     }
 }

@@ -8,6 +8,7 @@ mod failure;
 mod headers;
 mod local;
 mod log;
+mod peer;
 mod pipeline;
 
 use crate::context::RequestContext;
@@ -25,7 +26,6 @@ use local::reject;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpUpstreamRequestPolicy;
 use pingora::{Error, ErrorType, Result};
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -39,6 +39,21 @@ impl Proxy {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway }
     }
+}
+
+/// A connection to the request's current target failed (or its TLS session was
+/// refused): the target is taken out and counted, and the request leaves it.
+/// Whether another target may be tried.
+fn connect_failed(ctx: &mut Ctx) -> bool {
+    let (Some(group), Some(index)) = (ctx.route.as_ref().and_then(|r| r.upstream()), ctx.target)
+    else {
+        return false;
+    };
+    group.report_connect_failure(index);
+    group.targets[index].counters.inc(Outcome::ConnectError);
+    ctx.active = None;
+    ctx.target = None;
+    group.may_retry(&ctx.tried)
 }
 
 /// Per-request state across Pingora's phases.
@@ -152,17 +167,7 @@ impl ProxyHttp for Proxy {
         ctx.tried.push(attempt.index);
         ctx.target = Some(attempt.index);
         ctx.active = group.begin_request(attempt.index);
-        let mut peer = HttpPeer::new(attempt.address, false, String::new());
-        let o = &mut peer.options;
-        o.connection_timeout = Some(attempt.connect_timeout);
-        o.read_timeout = Some(attempt.read_timeout);
-        o.write_timeout = attempt.write_timeout;
-        o.idle_timeout = Some(attempt.idle_timeout);
-        // Pingora strips the request's hop-by-hop headers (the fixed ones and those
-        // `Connection` names, refusing nominations of Host or X-Forwarded-*) before
-        // `upstream_request_filter`; upgrades are not proxied, so `Upgrade` goes too.
-        o.http_upstream_request_policy = HttpUpstreamRequestPolicy::deny_upgrades();
-        Ok(Box::new(peer))
+        Ok(Box::new(peer::peer(group, &attempt)))
     }
 
     fn fail_to_connect(
@@ -172,17 +177,41 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<Ctx>,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let (Some(group), Some(index)) =
-            (ctx.route.as_ref().and_then(|r| r.upstream()), ctx.target)
-        else {
-            return e;
-        };
-        group.report_connect_failure(index);
-        group.targets[index].counters.inc(Outcome::ConnectError);
-        ctx.active = None;
-        ctx.target = None;
-        if group.may_retry(&ctx.tried) {
+        if connect_failed(ctx) {
             e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Box<Ctx>,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if let Some(alert) = failure::late_tls_refusal(&e).filter(|_| !ctx.upstream_responded) {
+            // Judged as the connect failure it is: the target is taken out, and
+            // another one is tried (the request was never read) if the body
+            // can still be sent again.
+            let mut refused = Error::because(
+                ErrorType::TLSHandshakeFailure,
+                format!("the upstream refused the TLS session ({alert:?})"),
+                e,
+            );
+            refused.as_up();
+            let retry = connect_failed(ctx) && !session.as_ref().retry_buffer_truncated();
+            refused.set_retry(retry);
+            return refused;
+        }
+        // Pingora's own policy for every other failure.
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
         }
         e
     }

@@ -293,14 +293,19 @@ impl Gateway {
     }
 }
 
-/// The expiry of every certificate the configuration serves, for alerting.
+/// The expiry of every certificate the gateway presents (to clients, and to
+/// upstreams as a client certificate), for alerting.
 fn publish_certificates(config: &Config) {
-    let certs = config.listen.iter().filter_map(|l| l.tls.as_deref());
-    metrics().set_certificates(
-        certs
-            .flat_map(|t| t.certs.iter())
-            .map(|c| (c.label(), c.not_after)),
-    );
+    let served = config
+        .listen
+        .iter()
+        .filter_map(|l| l.tls.as_deref())
+        .flat_map(|t| t.certs.iter());
+    let presented = config
+        .upstreams
+        .values()
+        .filter_map(|u| u.tls.as_ref()?.client_cert.as_ref());
+    metrics().set_certificates(served.chain(presented).map(|c| (c.label(), c.not_after)));
 }
 
 /// The upstream group settings a route sends to (None for a built-in endpoint).

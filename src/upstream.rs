@@ -9,6 +9,7 @@ pub mod attempt;
 mod balance;
 pub mod config;
 pub mod health;
+pub mod tls;
 
 use crate::metrics::{metrics, UpstreamCounters};
 use balance::Schedule;
@@ -58,6 +59,8 @@ pub struct Target {
     pub state: Arc<TargetState>,
     /// `fingate_upstream_requests_total` children of this target, kept resolved.
     pub counters: UpstreamCounters,
+    /// The name TLS connections to it ask for and verify (empty without TLS).
+    pub server_name: String,
 }
 
 impl Target {
@@ -89,6 +92,9 @@ pub struct UpstreamGroup {
     schedule: Schedule,
     /// Set when a reload replaced this group, so its health-check tasks stop.
     retired: AtomicBool,
+    /// Keeps pooled connections apart by TLS material and HTTP version, which
+    /// Pingora's own pool key leaves out (zero for plain HTTP/1.1).
+    pub connection_key: u64,
 }
 
 /// Keeps a target's in-flight count while a request uses it.
@@ -102,9 +108,19 @@ impl Drop for ActiveGuard {
 }
 
 impl UpstreamGroup {
-    /// Builds a group; targets also present in `previous` keep their state.
+    /// Builds a group; targets also present in `previous` keep their state, unless
+    /// the health checks or the TLS settings changed (a target a wrong CA failed is
+    /// judged again with the new one).
     pub fn new(config: UpstreamConfig, previous: Option<&UpstreamGroup>) -> Self {
-        let keep_health = previous.is_some_and(|p| p.config.health_check == config.health_check);
+        let keep_health = previous.is_some_and(|p| {
+            p.config.health_check == config.health_check && p.config.tls == config.tls
+        });
+        if config.tls.as_ref().is_some_and(|t| !t.settings.verify) {
+            tracing::warn!(
+                upstream = %config.name,
+                "tls.verify is false: the targets' certificates are not checked, so anyone on the path can pose as them"
+            );
+        }
         let targets = config
             .targets
             .iter()
@@ -120,6 +136,10 @@ impl UpstreamGroup {
                     label,
                     weight: t.weight,
                     state,
+                    server_name: config
+                        .tls
+                        .as_ref()
+                        .map_or_else(String::new, |tls| tls.server_name(t.address.ip())),
                 }
             })
             .collect::<Vec<_>>();
@@ -127,6 +147,7 @@ impl UpstreamGroup {
         Self {
             schedule: Schedule::new(&weights),
             targets,
+            connection_key: connection_key(&config),
             config,
             retired: AtomicBool::new(false),
         }
@@ -181,13 +202,17 @@ impl UpstreamGroup {
         self.publish_health(index);
     }
 
-    /// Records one active health-check result for target `index`.
-    pub fn record_check(&self, index: usize, passed: bool) {
+    /// Records one active health-check result for target `index` (Err: why it
+    /// failed).
+    pub fn record_check(&self, index: usize, outcome: Result<(), &str>) {
         let (Some(t), Some(hc)) = (self.targets.get(index), &self.config.health_check) else {
             return;
         };
         let s = &t.state;
-        if passed {
+        if let Err(reason) = outcome {
+            tracing::debug!(upstream = %self.name(), target = %t.label, reason, "health check failed");
+        }
+        if outcome.is_ok() {
             s.fail_streak.store(0, Ordering::Relaxed);
             let streak = s.ok_streak.fetch_add(1, Ordering::Relaxed) + 1;
             if !s.healthy.load(Ordering::Relaxed) && streak >= hc.healthy {
@@ -199,7 +224,8 @@ impl UpstreamGroup {
             let streak = s.fail_streak.fetch_add(1, Ordering::Relaxed) + 1;
             if s.healthy.load(Ordering::Relaxed) && streak >= hc.unhealthy {
                 s.healthy.store(false, Ordering::Relaxed);
-                tracing::warn!(upstream = %self.name(), target = %t.label, "target failed its health checks; taken out");
+                let reason = outcome.err().unwrap_or_default();
+                tracing::warn!(upstream = %self.name(), target = %t.label, reason, "target failed its health checks; taken out");
             }
         }
         self.publish_health(index);
@@ -214,6 +240,18 @@ impl UpstreamGroup {
                 .set(i64::from(t.available()));
         }
     }
+}
+
+/// See [`UpstreamGroup::connection_key`].
+fn connection_key(config: &UpstreamConfig) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if config.tls.is_none() && !config.http2 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    config.tls.as_ref().map(|t| t.fingerprint).hash(&mut h);
+    config.http2.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]
@@ -242,6 +280,8 @@ mod tests {
                 read_timeout: Duration::from_secs(1),
                 retries: 1,
                 eject_for: Duration::from_secs(10),
+                tls: None,
+                http2: false,
             },
             None,
         )

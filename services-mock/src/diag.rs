@@ -164,8 +164,8 @@ pub async fn served_by(State(name): State<Arc<str>>, req: Request, next: Next) -
     resp
 }
 
-/// Reports the request exactly as received: raw (still percent-encoded) path
-/// and query, every header value, and the body.
+/// Reports the request exactly as received: the HTTP version, raw (still
+/// percent-encoded) path and query, every header value, and the body.
 pub async fn echo(State(instance): State<Arc<str>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = match to_bytes(body, ECHO_BODY_LIMIT).await {
@@ -188,6 +188,7 @@ pub async fn echo(State(instance): State<Arc<str>>, req: Request) -> Response {
     }
     Json(json!({
         "instance": &*instance,
+        "version": format!("{:?}", parts.version),
         "method": parts.method.as_str(),
         "path": parts.uri.path(),
         "query": parts.uri.query(),

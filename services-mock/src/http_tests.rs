@@ -99,7 +99,7 @@ async fn start_all() -> Vec<(String, SocketAddr)> {
     ];
     let bound = server::bind_all(specs).await.unwrap();
     let addrs = bound.iter().map(|b| (b.name.clone(), b.addr)).collect();
-    tokio::spawn(server::serve(bound, std::future::pending()));
+    tokio::spawn(server::serve(bound, None, std::future::pending()));
     addrs
 }
 

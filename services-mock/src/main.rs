@@ -15,10 +15,14 @@ mod respond;
 mod server;
 mod service;
 mod stream;
+mod tls;
 
 #[cfg(test)]
 mod http_tests;
+#[cfg(test)]
+mod tls_tests;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::BoolishValueParser;
@@ -52,6 +56,8 @@ enum Cmd {
         loans: String,
         #[command(flatten)]
         faults: FaultArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// One accounts (and fx) instance with its own ledger.
     Accounts {
@@ -62,6 +68,8 @@ enum Cmd {
         name: String,
         #[command(flatten)]
         faults: FaultArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// The payments service with its own ledger.
     Payments {
@@ -69,6 +77,8 @@ enum Cmd {
         listen: String,
         #[command(flatten)]
         faults: FaultArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// The loans service.
     Loans {
@@ -76,7 +86,44 @@ enum Cmd {
         listen: String,
         #[command(flatten)]
         faults: FaultArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
+}
+
+impl Cmd {
+    fn tls(&self) -> &TlsArgs {
+        match self {
+            Cmd::All { tls, .. }
+            | Cmd::Accounts { tls, .. }
+            | Cmd::Payments { tls, .. }
+            | Cmd::Loans { tls, .. } => tls,
+        }
+    }
+}
+
+/// HTTPS instead of HTTP, on the same addresses (HTTP/2 or HTTP/1.1 by ALPN).
+#[derive(Args)]
+struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by this CA (PEM); needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn files(&self) -> Option<tls::TlsFiles> {
+        Some(tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.client_ca.clone(),
+        })
+    }
 }
 
 fn status_arg(s: &str) -> Result<u16, String> {
@@ -135,6 +182,7 @@ fn build(cmd: Cmd) -> Result<Specs, String> {
             payments,
             loans,
             faults,
+            ..
         } => {
             let f = faults.config();
             let ledger = Ledger::seeded().shared();
@@ -161,16 +209,17 @@ fn build(cmd: Cmd) -> Result<Specs, String> {
             listen,
             name,
             faults,
+            ..
         } => {
             let router =
                 server::accounts_instance(&name, Ledger::seeded().shared(), faults.config());
             vec![(name, addr(&listen)?, router)]
         }
-        Cmd::Payments { listen, faults } => {
+        Cmd::Payments { listen, faults, .. } => {
             let router = server::payments_instance(Ledger::seeded().shared(), faults.config());
             vec![("payments".into(), addr(&listen)?, router)]
         }
-        Cmd::Loans { listen, faults } => {
+        Cmd::Loans { listen, faults, .. } => {
             vec![(
                 "loans".into(),
                 addr(&listen)?,
@@ -205,6 +254,20 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A certificate that cannot be used is a usage error, found before binding.
+    let tls = match cli
+        .cmd
+        .tls()
+        .files()
+        .map(|f| tls::server_config(&f))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("services-mock: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let specs = match build(cli.cmd) {
         Ok(s) => s,
         Err(e) => {
@@ -230,6 +293,6 @@ async fn main() -> ExitCode {
         eprintln!("services-mock: cannot write to stdout: {e}");
         return ExitCode::FAILURE;
     }
-    server::serve(bound, shutdown).await;
+    server::serve(bound, tls, shutdown).await;
     ExitCode::SUCCESS
 }

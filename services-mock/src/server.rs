@@ -3,14 +3,18 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use axum::Router;
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::faults::FaultConfig;
 use crate::ledger::SharedLedger;
+use crate::tls::TlsListener;
 use crate::{accounts, fx, loans, payments, respond, service, stream};
 
 /// In-flight requests get this long to finish after a shutdown signal; a
@@ -88,7 +92,12 @@ pub fn announce(bound: &[Bound]) -> std::io::Result<()> {
 }
 
 /// Serves until `shutdown` completes, then drains for at most DRAIN_TIMEOUT.
-pub async fn serve(bound: Vec<Bound>, shutdown: impl std::future::Future<Output = ()>) {
+/// With `tls`, every instance serves HTTPS instead of HTTP.
+pub async fn serve(
+    bound: Vec<Bound>,
+    tls: Option<Arc<ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for b in bound {
@@ -96,14 +105,25 @@ pub async fn serve(bound: Vec<Bound>, shutdown: impl std::future::Future<Output 
         let stop = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let app = b.router.into_make_service_with_connect_info::<SocketAddr>();
+        let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(
-                b.listener,
-                b.router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop)
-            .await
-            {
+            let served = match tls {
+                None => {
+                    axum::serve(b.listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
+                // Tapped only so axum hands the handlers the client's address
+                // (it does that for a plain TCP listener or a tapped one).
+                Some(config) => {
+                    let listener = TlsListener::new(b.listener, b.addr, config).tap_io(|_| {});
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 eprintln!("services-mock: {} stopped with error: {e}", b.name);
             }
         }));

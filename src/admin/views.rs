@@ -54,7 +54,17 @@ pub(super) fn upstreams_json(runtime: &Runtime) -> Value {
                     })
                 })
                 .collect();
-            (name.clone(), json!({ "balance": format!("{:?}", g.config.balance), "health_check": g.config.health_check.is_some(), "targets": targets }))
+            let tls = g.config.tls.as_ref().map(|t| {
+                json!({
+                    "sni": t.settings.sni,
+                    "verify": t.settings.verify,
+                    "client_certificate": t.client_cert.as_ref().map(|c| json!({
+                        "subject": c.subject,
+                        "not_after": c.not_after,
+                    })),
+                })
+            });
+            (name.clone(), json!({ "balance": format!("{:?}", g.config.balance), "health_check": g.config.health_check.is_some(), "tls": tls, "http2": g.config.http2, "targets": targets }))
         })
         .collect();
     json!({ "upstreams": groups })

@@ -129,6 +129,28 @@ pub struct UpstreamFile {
     /// How long a target that refused a connection is skipped (passive ejection).
     #[serde(default)]
     pub eject_for: Option<DurationStr>,
+    /// TLS to the targets (requests and health checks).
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsFile>,
+    /// Speak HTTP/2 to the targets.
+    #[serde(default)]
+    pub http2: Option<bool>,
+}
+
+/// `upstreams.NAME.tls`: file paths as written (relative to the config file).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    #[serde(default)]
+    pub sni: Option<String>,
+    #[serde(default)]
+    pub ca: Option<String>,
+    #[serde(default)]
+    pub verify: Option<bool>,
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    #[serde(default)]
+    pub client_key: Option<String>,
 }
 
 /// A target: `127.0.0.1:9101` or `{ address: 127.0.0.1:9101, weight: 2 }`.

@@ -26,6 +26,9 @@ mod tests_routes;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests_tls;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests_upstream_tls;
 mod upstreams;
 
 use listeners::{check_mtls, listeners};
@@ -114,7 +117,7 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let admin = admin(take("admin"), &listen, &mut errors);
     let threads = threads(take("threads"), &mut errors);
     let store = store(take("store"), &mut errors);
-    let (upstreams, declared) = upstreams(take("upstreams"), &mut errors);
+    let (upstreams, declared) = upstreams(take("upstreams"), base_dir, &mut errors);
     let auth = crate::auth::settings::auth(take("auth"), base_dir, &mut errors);
     let consumers = crate::auth::settings::consumers(take("consumers"), &mut errors);
     // Filters are checked against the config's own keys (the `jwt` filter needs them).

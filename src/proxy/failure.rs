@@ -72,10 +72,61 @@ pub(super) fn classify(
     Some(GatewayError::new(code, message))
 }
 
+/// An upstream that refused the TLS session after the gateway's side of the
+/// handshake had ended: with a client certificate asked for, a TLS 1.3 client
+/// finishes first, and the server's verdict on the certificate (or on its
+/// absence) arrives as a fatal alert at the first read. The server never read the
+/// request, so this is a failure to connect, not to proxy. The alert, if so.
+pub(super) fn late_tls_refusal(e: &Error) -> Option<rustls::AlertDescription> {
+    use rustls::AlertDescription as A;
+    let io = e.root_cause().downcast_ref::<std::io::Error>()?;
+    let rustls::Error::AlertReceived(alert) = io.get_ref()?.downcast_ref::<rustls::Error>()? else {
+        return None;
+    };
+    matches!(
+        alert,
+        A::CertificateRequired
+            | A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::HandshakeFailure
+    )
+    .then_some(*alert)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_alert_at_the_first_read_is_a_late_tls_refusal() {
+        let alert = |a| {
+            let io = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::AlertReceived(a),
+            );
+            Error::because(ErrorType::ReadError, "while reading response headers", io)
+                .more_context("Peer: 127.0.0.1:9443")
+        };
+        assert_eq!(
+            late_tls_refusal(&alert(rustls::AlertDescription::CertificateRequired)),
+            Some(rustls::AlertDescription::CertificateRequired)
+        );
+        assert_eq!(
+            late_tls_refusal(&alert(rustls::AlertDescription::InternalError)),
+            None
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            late_tls_refusal(&Error::because(ErrorType::ReadError, "reading", reset)),
+            None
+        );
+    }
 
     fn status(etype: ErrorType, source: ErrorSource) -> (u16, &'static str) {
         let mut e = Error::new(etype);

@@ -1,7 +1,9 @@
 //! An upstream group's settings, validated (`upstreams.NAME` in the file).
 
+use super::tls::UpstreamTls;
 use http::HeaderName;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +18,11 @@ pub struct UpstreamConfig {
     pub retries: u32,
     /// How long a target that refused a connection is skipped.
     pub eject_for: Duration,
+    /// TLS to the targets, loaded at validation (None: plain TCP).
+    pub tls: Option<Arc<UpstreamTls>>,
+    /// HTTP/2 to the targets: offered by ALPN over TLS (HTTP/1.1 when a target
+    /// does not take it), prior knowledge (h2c) without TLS.
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,7 +35,7 @@ const DEFAULTS: [(&str, &str); 3] = [
 ];
 
 /// The snippet, then the default sections it does not write.
-fn config(snippet: &str) -> String {
+pub(super) fn config(snippet: &str) -> String {
     let mut yaml = snippet.to_owned();
     for (key, section) in DEFAULTS {
         let written = snippet
@@ -89,26 +89,23 @@ pub(super) fn check(cases: &[Case]) {
 
 /// [`check`], with `file` making the whole file from each snippet.
 fn check_files(cases: &[Case], file: fn(&str) -> String) {
-    let keys = key_files();
+    check_in(cases, file, key_files().path());
+}
+
+/// [`check_files`], with `${KEYS}` naming the folder `keys`.
+pub(super) fn check_in(cases: &[Case], file: fn(&str) -> String, keys: &Path) {
     let mut failures = Vec::new();
     for (name, snippet, expected) in cases {
         let text = file(snippet);
-        let actual: Vec<String> = match parse(
-            &text,
-            Path::new(FILE),
-            &env(keys.path()),
-            Secrets::Production,
-        ) {
-            Ok(_) => Vec::new(),
-            Err(errors) => errors
-                .0
-                .iter()
-                .map(|e| {
-                    e.to_string()
-                        .replace(&keys.path().display().to_string(), "$KEYS")
-                })
-                .collect(),
-        };
+        let actual: Vec<String> =
+            match parse(&text, Path::new(FILE), &env(keys), Secrets::Production) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors
+                    .0
+                    .iter()
+                    .map(|e| e.to_string().replace(&keys.display().to_string(), "$KEYS"))
+                    .collect(),
+            };
         if actual != *expected {
             failures.push(format!(
                 "case {name:?}\n--- yaml:\n{text}--- expected:\n{expected:#?}\n--- actual:\n{actual:#?}\n"
@@ -366,7 +363,7 @@ const UPSTREAMS: &[Case] = &[
         "gateway.yaml:3:3: upstreams.my svc: invalid upstream name \"my svc\": use letters, digits, '-', '_' and '.'",
     ]),
     ("upstream unknown key", "upstreams:\n  svc: { targets: [127.0.0.1:9101], timeout: 1s }\n", &[
-        "gateway.yaml:2:37: upstreams.svc.timeout: unknown field `timeout`, expected one of `targets`, `balance`, `hash_on`, `health_check`, `connect_timeout`, `read_timeout`, `retries`, `eject_for`",
+        "gateway.yaml:2:37: upstreams.svc.timeout: unknown field `timeout`, expected one of `targets`, `balance`, `hash_on`, `health_check`, `connect_timeout`, `read_timeout`, `retries`, `eject_for`, `tls`, `http2`",
     ]),
     ("upstreams empty", "upstreams: {}\n", &[
         "gateway.yaml:1:1: upstreams: at least one upstream group is required",

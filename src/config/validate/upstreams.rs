@@ -1,15 +1,21 @@
 //! Upstream groups: targets and weights, balancing, hashing, health checks,
-//! timeouts and retries.
+//! timeouts and retries, TLS and HTTP/2 to the targets.
 
+use super::file::UpstreamTlsFile;
 use super::*;
+use crate::upstream::tls::{valid_server_name, TlsEntry, UpstreamTls, UpstreamTlsSettings};
+use std::path::Path;
+use std::time::SystemTime;
 
 const MAX_WEIGHT: u32 = 1000;
 const MAX_RETRIES: u32 = 10;
 
 /// The valid upstream groups, and the names of every group declared (valid or not),
 /// so a route naming a broken group is not also told the group is unknown.
+/// Certificate files are read here, relative to `base_dir` (the config's folder).
 pub(super) fn upstreams(
     value: Value,
+    base_dir: &Path,
     errors: &mut Errors,
 ) -> (BTreeMap<String, UpstreamConfig>, Vec<String>) {
     let mut out = BTreeMap::new();
@@ -45,7 +51,7 @@ pub(super) fn upstreams(
             );
         }
         if let Some(file) = typed::<UpstreamFile>(value, &base, errors) {
-            if let Some(u) = upstream(name.clone(), file, &base, errors) {
+            if let Some(u) = upstream(name.clone(), file, &base, base_dir, errors) {
                 out.insert(name, u);
             }
         }
@@ -57,6 +63,7 @@ fn upstream(
     name: String,
     file: UpstreamFile,
     base: &str,
+    base_dir: &Path,
     errors: &mut Errors,
 ) -> Option<UpstreamConfig> {
     let before = errors.len();
@@ -124,6 +131,9 @@ fn upstream(
             format!("{retries} is out of range: use 0 to {MAX_RETRIES}"),
         );
     }
+    let tls = file
+        .tls
+        .and_then(|t| upstream_tls(t, &format!("{base}.tls"), base_dir, errors));
     (errors.len() == before).then_some(UpstreamConfig {
         name,
         targets,
@@ -133,7 +143,68 @@ fn upstream(
         read_timeout,
         retries,
         eject_for,
+        tls,
+        http2: file.http2.unwrap_or(false),
     })
+}
+
+/// `tls:` of a group: its names checked, its files read (now, and on every reload).
+fn upstream_tls(
+    file: UpstreamTlsFile,
+    base: &str,
+    base_dir: &Path,
+    errors: &mut Errors,
+) -> Option<Arc<UpstreamTls>> {
+    let before = errors.len();
+    if let Some(sni) = file.sni.as_deref().filter(|s| !valid_server_name(s)) {
+        push(
+            errors,
+            format!("{base}.sni"),
+            format!("{sni:?} is not a host name or IP address"),
+        );
+    }
+    let client = match (file.client_cert, file.client_key) {
+        (Some(cert), Some(key)) => Some((base_dir.join(cert), base_dir.join(key))),
+        (None, None) => None,
+        (Some(_), None) => {
+            push(
+                errors,
+                format!("{base}.client_cert"),
+                "`client_cert` needs `client_key` (the certificate's private key)",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            push(
+                errors,
+                format!("{base}.client_key"),
+                "`client_key` needs `client_cert` (the certificate it belongs to)",
+            );
+            None
+        }
+    };
+    let settings = UpstreamTlsSettings {
+        sni: file.sni,
+        ca: file.ca.map(|ca| base_dir.join(ca)),
+        verify: file.verify.unwrap_or(true),
+        client,
+    };
+    // The files are read even after a problem above, so all of them are reported.
+    match UpstreamTls::load(settings, SystemTime::now()) {
+        Ok(tls) if errors.len() == before => Some(Arc::new(tls)),
+        Ok(_) => None,
+        Err(problems) => {
+            for (entry, message) in problems {
+                let key = match entry {
+                    TlsEntry::Ca => "ca",
+                    TlsEntry::ClientCert => "client_cert",
+                    TlsEntry::ClientKey => "client_key",
+                };
+                push(errors, format!("{base}.{key}"), message);
+            }
+            None
+        }
+    }
 }
 
 fn hash_on_key(text: &str, base: &str, errors: &mut Errors) -> HashOn {

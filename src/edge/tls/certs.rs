@@ -54,31 +54,71 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// Reads the certificate chain at `cert` and its private key at `key`, and checks
 /// that they belong together and that the certificate is valid at `now`.
 pub fn load_pair(cert: &Path, key: &Path, now: SystemTime) -> Result<LoadedCert, String> {
-    let chain = read_chain(cert)?;
-    let private = read_key(key)?;
-    let info = inspect(&chain[0], cert)?;
-    check_validity(&info, cert, now)?;
-    let certified = CertifiedKey::from_der(chain, private, &provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => format!(
-            "{} is not the private key of the certificate in {}",
-            key.display(),
-            cert.display()
-        ),
-        e => format!("{} cannot be used: {e}", key.display()),
-    })?;
-    Ok(LoadedCert {
-        key: Arc::new(certified),
-        info,
+    read_pair(cert, key, now)
+        .map(|pair| pair.loaded)
+        .map_err(|(_, e)| e)
+}
+
+/// Which file of a certificate and key pair a problem is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairFile {
+    Cert,
+    Key,
+}
+
+/// A pair as [`load_pair`] checks it, with the key's DER kept: a TLS client that
+/// takes a raw key (Pingora's upstream connector) needs it.
+#[derive(Debug)]
+pub struct LoadedPair {
+    pub loaded: LoadedCert,
+    pub key_der: PrivateKeyDer<'static>,
+}
+
+/// [`load_pair`], also saying which of the two files a problem is about, so
+/// validation can point at the key of the file that is wrong.
+pub fn read_pair(
+    cert: &Path,
+    key: &Path,
+    now: SystemTime,
+) -> Result<LoadedPair, (PairFile, String)> {
+    let chain = read_chain(cert).map_err(|e| (PairFile::Cert, e))?;
+    let private = read_key(key).map_err(|e| (PairFile::Key, e))?;
+    let info = inspect(&chain[0], cert).map_err(|e| (PairFile::Cert, e))?;
+    check_validity(&info, cert, now).map_err(|e| (PairFile::Cert, e))?;
+    let certified =
+        CertifiedKey::from_der(chain, private.clone_key(), &provider()).map_err(|e| {
+            let message = match e {
+                rustls::Error::InconsistentKeys(_) => format!(
+                    "{} is not the private key of the certificate in {}",
+                    key.display(),
+                    cert.display()
+                ),
+                e => format!("{} cannot be used: {e}", key.display()),
+            };
+            (PairFile::Key, message)
+        })?;
+    Ok(LoadedPair {
+        loaded: LoadedCert {
+            key: Arc::new(certified),
+            info,
+        },
+        key_der: private,
     })
 }
 
 /// Reads the CA certificates in `path` (a PEM bundle): what peers' certificates
 /// are checked against.
 pub fn load_ca(path: &Path) -> Result<RootCertStore, String> {
+    read_ca(path).map(|(roots, _)| roots)
+}
+
+/// [`load_ca`], keeping the certificates' DER too (Pingora's per-peer CA list is
+/// made of them).
+pub fn read_ca(path: &Path) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), String> {
     let certs = read_chain(path)?;
     let mut roots = RootCertStore::empty();
-    for (i, c) in certs.into_iter().enumerate() {
-        roots.add(c).map_err(|e| {
+    for (i, c) in certs.iter().enumerate() {
+        roots.add(c.clone()).map_err(|e| {
             format!(
                 "certificate {} in {} is not a usable CA certificate: {e}",
                 i + 1,
@@ -86,7 +126,7 @@ pub fn load_ca(path: &Path) -> Result<RootCertStore, String> {
             )
         })?;
     }
-    Ok(roots)
+    Ok((roots, certs))
 }
 
 /// The certificates of a PEM file, in order (at least one).
