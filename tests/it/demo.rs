@@ -269,3 +269,64 @@ fn the_demo_serves_https_and_http2_with_its_development_certificate() {
         assert_eq!((r.status, r.version.as_str()), (status, "2"), "{}", r.body);
     }
 }
+
+/// examples/tls.yaml: HTTPS to the gateway, and TLS (HTTP/2 to loans) from the
+/// gateway to `services-mock all` serving the development certificate.
+#[test]
+fn the_tls_example_speaks_tls_to_the_services_too() {
+    dev_cert();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let (cert, key) = (
+        format!("{repo}/certs/dev/localhost.pem"),
+        format!("{repo}/certs/dev/localhost.key"),
+    );
+    let mock = Mock::start(
+        &[
+            "all",
+            "--accounts-1",
+            "127.0.0.1:0",
+            "--accounts-2",
+            "127.0.0.1:0",
+            "--payments",
+            "127.0.0.1:0",
+            "--loans",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+        4,
+    );
+    let mut yaml = shipped_config("examples/tls.yaml")
+        .replace("127.0.0.1:8443", "{LISTEN}")
+        .replace("127.0.0.1:9901", "{ADMIN}");
+    for (port, name) in [
+        ("9101", "accounts-1"),
+        ("9102", "accounts-2"),
+        ("9301", "loans"),
+    ] {
+        yaml = yaml.replace(&format!("127.0.0.1:{port}"), &mock.addr(name).to_string());
+    }
+    let gw = Gateway::start(&yaml);
+    let ca = format!("{repo}/certs/dev/ca.pem");
+    let url = |path: &str| format!("https://localhost:{}{path}", gw.addr.port());
+    let r = crate::curl::curl(&["--http2", "--cacert", &ca, &url("/api/fx/EUR-USD")]);
+    assert_eq!(
+        (r.status, r.version.as_str()),
+        (200, "2"),
+        "{} {}",
+        r.body,
+        r.stderr
+    );
+    let r = crate::curl::curl(&["--http1.1", "--cacert", &ca, &url("/api/loans-echo")]);
+    assert_eq!(r.status, 200, "{} {}", r.body, r.stderr);
+    assert_eq!(
+        r.json()["version"],
+        "HTTP/2.0",
+        "the loans service was spoken to in HTTP/2"
+    );
+    // The services answer only TLS: a plain request to one is refused.
+    assert!(try_request(mock.addr("loans"), "GET", "/health", &[], b"")
+        .map_or(true, |r| r.status != 200));
+}

@@ -46,6 +46,8 @@ pub fn shipped_config(name: &str) -> String {
             "json_schema: examples/",
             &format!("json_schema: {}/examples/", repo.display()),
         )
+        // From the repository root (gateway.yaml) or from examples/.
+        .replace("../certs/dev/", "certs/dev/")
         .replace("certs/dev/", &format!("{}/certs/dev/", repo.display()))
 }
 
