@@ -285,9 +285,11 @@ impl Gateway {
         publish_certificates(&config);
         let next = Runtime::build(config, Some(&old))?;
         next.start_health_checks();
-        self.current.store(Arc::new(next));
-        for group in old.upstreams.values() {
+        let next = Arc::new(next);
+        self.current.store(next.clone());
+        for (name, group) in &old.upstreams {
             group.retire();
+            group.unpublish_removed(next.upstreams.get(name).map(AsRef::as_ref));
         }
         Ok(summary)
     }

@@ -231,6 +231,20 @@ impl UpstreamGroup {
         self.publish_health(index);
     }
 
+    /// Removes the health series of the targets `next` (the group that replaces
+    /// this one in a reload; None: the group is gone) does not have, so a target
+    /// taken out of the config while down stops showing as down.
+    pub fn unpublish_removed(&self, next: Option<&UpstreamGroup>) {
+        for t in &self.targets {
+            let kept = next.is_some_and(|g| g.targets.iter().any(|n| n.label == t.label));
+            if !kept {
+                let _ = metrics()
+                    .upstream_target_healthy
+                    .remove_label_values(&[self.name(), &t.label]);
+            }
+        }
+    }
+
     /// Sets `fingate_upstream_target_healthy` for target `index`.
     pub fn publish_health(&self, index: usize) {
         if let Some(t) = self.targets.get(index) {

@@ -222,3 +222,32 @@ fn an_upstream_that_stops_reading_a_body_times_out() {
     );
     let _ = client.shutdown(std::net::Shutdown::Both);
 }
+
+#[test]
+fn a_target_removed_by_a_reload_leaves_the_health_metric() {
+    let a = Mock::one("accounts", "a", &[]);
+    let mut b = Mock::one("accounts", "b", &[]);
+    let b_addr = b.addr("b");
+    let checks =
+        "    health_check: { path: /health, interval: 200ms, timeout: 100ms, healthy: 1, unhealthy: 1 }\n";
+    let gw = Gateway::start(&config(&format!("[{}, {b_addr}]", a.addr("a")), checks));
+    b.kill();
+    let series = format!("fingate_upstream_target_healthy{{target=\"{b_addr}\",upstream=\"svc\"}}");
+    wait_for(Duration::from_secs(5), "b reported down", || {
+        (gw.metric(&series) == Some(0.0)).then_some(())
+    });
+    // The operator takes the dead target out: it must not stay "down" (and page).
+    gw.write_config(&config(&format!("[{}]", a.addr("a")), checks));
+    assert_eq!(gw.admin("POST", "/admin/reload").status, 200);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        gw.metric(&series),
+        None,
+        "the removed target's series stays"
+    );
+    let kept = format!(
+        "fingate_upstream_target_healthy{{target=\"{}\",upstream=\"svc\"}}",
+        a.addr("a")
+    );
+    assert_eq!(gw.metric(&kept), Some(1.0));
+}
