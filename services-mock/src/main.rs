@@ -15,6 +15,7 @@ mod respond;
 mod server;
 mod service;
 mod stream;
+mod web;
 
 #[cfg(test)]
 mod http_tests;
@@ -76,6 +77,20 @@ enum Cmd {
         listen: String,
         #[command(flatten)]
         faults: FaultArgs,
+    },
+    /// The example web client (examples/web-client), on its own origin.
+    Web {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// The folder holding the client's index.html.
+        #[arg(long, default_value = "examples/web-client")]
+        dir: std::path::PathBuf,
+        /// The gateway the page calls.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        /// Token lifetime asked for at login (`tokenexp`), e.g. 15m.
+        #[arg(long, default_value = "15m")]
+        session: String,
     },
 }
 
@@ -176,6 +191,22 @@ fn build(cmd: Cmd) -> Result<Specs, String> {
                 addr(&listen)?,
                 server::loans_instance(faults.config()),
             )]
+        }
+        Cmd::Web {
+            listen,
+            dir,
+            gateway,
+            session,
+        } => {
+            if !dir.join("index.html").is_file() {
+                return Err(format!("{} has no index.html", dir.display()));
+            }
+            let config = web::WebConfig {
+                dir,
+                gateway,
+                session,
+            };
+            vec![("web".into(), addr(&listen)?, web::router(config))]
         }
     })
 }

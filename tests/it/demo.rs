@@ -5,12 +5,12 @@ use crate::harness::*;
 use std::collections::HashSet;
 
 /// gateway.yaml with the services' fixed ports swapped for this test's ephemeral
-/// ones; the HTTPS listener's port is [`https_port`]'s.
-fn demo_config(mock: &Mock) -> String {
+/// ones, and its HTTPS listener on `https_port`.
+pub fn demo_config(mock: &Mock, https_port: u16) -> String {
     let shipped = shipped_config("gateway.yaml");
     let mut yaml = shipped
         .replace("127.0.0.1:8080", "{LISTEN}")
-        .replace("127.0.0.1:8443", &format!("127.0.0.1:{}", https_port()))
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{https_port}"))
         .replace("127.0.0.1:9901", "{ADMIN}");
     for (port, name) in [
         ("9101", "accounts-1"),
@@ -23,14 +23,9 @@ fn demo_config(mock: &Mock) -> String {
     yaml
 }
 
-/// The demo's HTTPS port in this run.
-fn https_port() -> u16 {
-    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
-    *PORT.get_or_init(free_port)
-}
-
-fn start_demo() -> (Mock, Gateway) {
-    let mock = Mock::start(
+/// `services-mock all` on ephemeral ports.
+pub fn demo_services() -> Mock {
+    Mock::start(
         &[
             "all",
             "--accounts-1",
@@ -43,9 +38,18 @@ fn start_demo() -> (Mock, Gateway) {
             "127.0.0.1:0",
         ],
         4,
-    );
+    )
+}
+
+fn start_demo() -> (Mock, Gateway) {
+    start_demo_on(free_port())
+}
+
+/// The demo, its HTTPS listener on `https_port`.
+fn start_demo_on(https_port: u16) -> (Mock, Gateway) {
+    let mock = demo_services();
     // The demo command passes --demo: gateway.yaml holds the demo secrets.
-    let gw = Gateway::start_with_args(&demo_config(&mock), &["--demo"]);
+    let gw = Gateway::start_with_args(&demo_config(&mock, https_port), &["--demo"]);
     (mock, gw)
 }
 
@@ -218,7 +222,8 @@ fn loan_quote_and_fx_through_the_gateway() {
 
 #[test]
 fn the_demo_serves_https_and_http2_with_its_development_certificate() {
-    let (_mock, gw) = start_demo();
+    let https_port = free_port();
+    let (_mock, gw) = start_demo_on(https_port);
     let ca = format!("{}/certs/dev/ca.pem", env!("CARGO_MANIFEST_DIR"));
     let auth = format!(
         "Authorization: {}",
@@ -226,7 +231,7 @@ fn the_demo_serves_https_and_http2_with_its_development_certificate() {
     );
     // A JSON POST to the HTTPS listener, trusting the development CA.
     let post = |flag: &str, path: &str, body: &str, key: &str| {
-        let url = format!("https://localhost:{}{path}", https_port());
+        let url = format!("https://localhost:{https_port}{path}");
         crate::curl::curl(&[
             flag,
             "--cacert",

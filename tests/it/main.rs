@@ -32,3 +32,4 @@ mod tls;
 mod token_endpoint;
 mod upstreams;
 mod validate;
+mod web_client;
