@@ -259,11 +259,20 @@ fn a_person_logs_in_reads_pays_retries_quotes_and_meets_every_error() {
             .await;
         let id = |t: &str| t.split_whitespace().nth(1).map(str::to_owned);
         assert_eq!(id(&replay), id(&paid), "the replay is the same payment");
-        assert_eq!(
-            Mock::requests(services.addr("payments")),
-            1,
-            "the payments service was called once for the payment and its retry"
-        );
+        // One ledger entry for the payment and its retry, checked at the services
+        // (the statement of the paying account, read from an accounts instance).
+        let statement = get(
+            services.addr("accounts-1"),
+            "/accounts/ACC-1001/statement?limit=500",
+        )
+        .json();
+        let entries = statement["transactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["amount"] == -1234)
+            .count();
+        assert_eq!(entries, 1, "the payment and its retry made {entries} ledger entries");
 
         // 422: the gateway's schema check, shown beside the field.
         page.fill("#pay-form [name=amount]", "0").await;
