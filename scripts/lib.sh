@@ -23,6 +23,7 @@ install_packages() {
 # The packages each task needs (command:package).
 BUILD_PACKAGES=(cmake:cmake cc:gcc)
 TEST_PACKAGES=(redis-server:redis-server promtool:prometheus curl:curl openssl:openssl h2load:nghttp2-client testssl:testssl.sh)
+BROWSER_PACKAGES=(chromium:chromium chromedriver:chromium-driver)
 BENCH_PACKAGES=(nginx:nginx wrk:wrk taskset:util-linux)
 # scripts/check-deploy (it also installs python3-venv when venv is missing).
 DEPLOY_PACKAGES=(promtool:prometheus systemd-analyze:systemd openssl:openssl python3:python3)

@@ -16,6 +16,7 @@ mod server;
 mod service;
 mod stream;
 mod tls;
+mod web;
 
 #[cfg(test)]
 mod http_tests;
@@ -89,15 +90,31 @@ enum Cmd {
         #[command(flatten)]
         tls: TlsArgs,
     },
+    /// The example web client (examples/web-client), on its own origin.
+    Web {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// The folder holding the client's index.html.
+        #[arg(long, default_value = "examples/web-client")]
+        dir: std::path::PathBuf,
+        /// The gateway the page calls.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        gateway: String,
+        /// Token lifetime asked for at login (`tokenexp`), e.g. 15m.
+        #[arg(long, default_value = "15m")]
+        session: String,
+    },
 }
 
 impl Cmd {
-    fn tls(&self) -> &TlsArgs {
+    /// The services' TLS options (the web client is served over HTTP).
+    fn tls(&self) -> Option<&TlsArgs> {
         match self {
             Cmd::All { tls, .. }
             | Cmd::Accounts { tls, .. }
             | Cmd::Payments { tls, .. }
-            | Cmd::Loans { tls, .. } => tls,
+            | Cmd::Loans { tls, .. } => Some(tls),
+            Cmd::Web { .. } => None,
         }
     }
 }
@@ -226,6 +243,22 @@ fn build(cmd: Cmd) -> Result<Specs, String> {
                 server::loans_instance(faults.config()),
             )]
         }
+        Cmd::Web {
+            listen,
+            dir,
+            gateway,
+            session,
+        } => {
+            if !dir.join("index.html").is_file() {
+                return Err(format!("{} has no index.html", dir.display()));
+            }
+            let config = web::WebConfig {
+                dir,
+                gateway,
+                session,
+            };
+            vec![("web".into(), addr(&listen)?, web::router(config))]
+        }
     })
 }
 
@@ -258,7 +291,7 @@ async fn main() -> ExitCode {
     let tls = match cli
         .cmd
         .tls()
-        .files()
+        .and_then(TlsArgs::files)
         .map(|f| tls::server_config(&f))
         .transpose()
     {

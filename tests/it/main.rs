@@ -35,3 +35,4 @@ mod token_endpoint;
 mod upstream_tls;
 mod upstreams;
 mod validate;
+mod web_client;
