@@ -25,20 +25,24 @@ pub fn demo_config(mock: &Mock, https_port: u16) -> String {
 
 /// `services-mock all` on ephemeral ports.
 pub fn demo_services() -> Mock {
-    Mock::start(
-        &[
-            "all",
-            "--accounts-1",
-            "127.0.0.1:0",
-            "--accounts-2",
-            "127.0.0.1:0",
-            "--payments",
-            "127.0.0.1:0",
-            "--loans",
-            "127.0.0.1:0",
-        ],
-        4,
-    )
+    demo_services_with(&[])
+}
+
+/// [`demo_services`] with more flags (e.g. TLS).
+fn demo_services_with(extra: &[&str]) -> Mock {
+    let mut args = vec![
+        "all",
+        "--accounts-1",
+        "127.0.0.1:0",
+        "--accounts-2",
+        "127.0.0.1:0",
+        "--payments",
+        "127.0.0.1:0",
+        "--loans",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Mock::start(&args, 4)
 }
 
 fn start_demo() -> (Mock, Gateway) {
@@ -280,24 +284,7 @@ fn the_tls_example_speaks_tls_to_the_services_too() {
         format!("{repo}/certs/dev/localhost.pem"),
         format!("{repo}/certs/dev/localhost.key"),
     );
-    let mock = Mock::start(
-        &[
-            "all",
-            "--accounts-1",
-            "127.0.0.1:0",
-            "--accounts-2",
-            "127.0.0.1:0",
-            "--payments",
-            "127.0.0.1:0",
-            "--loans",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ],
-        4,
-    );
+    let mock = demo_services_with(&["--tls-cert", &cert, "--tls-key", &key]);
     let mut yaml = shipped_config("examples/tls.yaml")
         .replace("127.0.0.1:8443", "{LISTEN}")
         .replace("127.0.0.1:9901", "{ADMIN}");
