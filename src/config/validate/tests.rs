@@ -386,12 +386,17 @@ fn the_shipped_configs_are_valid() {
         "examples/minimal.yaml",
         "examples/balancing.yaml",
         "examples/redis-store.yaml",
+        "examples/tls.yaml",
     ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
         let text = std::fs::read_to_string(&path).unwrap();
         // As the demo runs them: secrets unset, their published defaults accepted.
         let errors = parse(&text, &path, &|_| None, Secrets::Demo).err();
-        assert!(errors.is_none(), "{name} is invalid:\n{}", errors.unwrap());
+        assert!(
+            errors.is_none(),
+            "{name} is invalid (certs/dev missing? scripts/test makes it with scripts/dev-cert):\n{}",
+            errors.unwrap()
+        );
     }
 }
 
