@@ -4,7 +4,7 @@
 
 use crate::curl::{curl, curl_args, https, s_client};
 use crate::harness::*;
-use crate::testca::{CertFiles, TestCa};
+use crate::testca::{client_config, CertFiles, TestCa};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
@@ -233,19 +233,8 @@ struct Held {
 
 impl Held {
     fn connect(port: u16, name: &str, ca: &std::path::Path) -> std::io::Result<Held> {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(ca).unwrap() {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         let conn = rustls::ClientConnection::new(
-            Arc::new(config),
+            client_config(ca, None),
             ServerName::try_from(name.to_owned()).unwrap(),
         )
         .unwrap();

@@ -4,13 +4,11 @@
 //! h2c, connection pools kept apart by CA, reloads that read the files again.
 
 use crate::harness::*;
-use crate::testca::{CertFiles, TestCa, Validity};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use crate::testca::{client_config, CertFiles, TestCa, Validity};
+use rustls::pki_types::ServerName;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// An accounts mock serving HTTPS with `server` (plus any `extra` arguments).
@@ -53,27 +51,8 @@ fn config(groups: &[(&str, String)]) -> String {
 
 /// A direct HTTPS GET to a mock (trusting `ca`, presenting `client` if given).
 fn tls_get(addr: SocketAddr, ca: &Path, client: Option<&CertFiles>, path: &str) -> Response {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(ca).unwrap())
-        .unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let config = match client {
-        Some(c) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_file(&c.cert).unwrap()],
-                PrivateKeyDer::from_pem_file(&c.key).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
     let name = ServerName::try_from(addr.ip().to_string()).unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let conn = rustls::ClientConnection::new(client_config(ca, client), name).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(addr).unwrap());
     write!(
         tls,
