@@ -10,6 +10,7 @@ pub mod cache;
 pub mod chain;
 pub mod cors;
 pub mod headers;
+pub mod idempotency;
 pub mod ip_filter;
 pub mod jwt;
 pub mod mtls;
@@ -41,6 +42,7 @@ pub enum FilterFile {
     Cors(cors::CorsOptions),
     Validate(validate::ValidateOptions),
     Mtls(mtls::MtlsOptions),
+    Idempotency(idempotency::IdempotencyOptions),
 }
 
 /// A problem in a filter's options: the path below the filter's key and what is wrong.
@@ -72,6 +74,7 @@ impl FilterFile {
             Self::Cors(_) => "cors",
             Self::Validate(_) => "validate",
             Self::Mtls(_) => "mtls",
+            Self::Idempotency(_) => "idempotency",
         }
     }
 
@@ -94,6 +97,9 @@ impl FilterFile {
                 CheckedFilter::Ready(Arc::new(validate::ValidateFilter::new(o, check)?))
             }
             Self::Mtls(mtls::MtlsOptions {}) => CheckedFilter::Mtls,
+            Self::Idempotency(o) => {
+                CheckedFilter::Idempotency(idempotency::IdempotencyConfig::check(o)?)
+            }
         })
     }
 
@@ -128,6 +134,8 @@ pub enum CheckedFilter {
     Cors(cors::CorsConfig),
     /// Built with the consumers known by their client certificate.
     Mtls,
+    /// Built with the store and the route's upstream timeouts.
+    Idempotency(idempotency::IdempotencyConfig),
 }
 
 impl CheckedFilter {
@@ -139,6 +147,7 @@ impl CheckedFilter {
             Self::Cache(c) => Arc::new(cache::CacheFilter::build(c, deps)),
             Self::Cors(c) => Arc::new(cors::CorsFilter::build(c, deps.route_methods.as_deref())),
             Self::Mtls => Arc::new(mtls::MtlsFilter::new(deps.client_certs.clone())),
+            Self::Idempotency(c) => Arc::new(idempotency::IdempotencyFilter::build(c, deps)),
         }
     }
 }
