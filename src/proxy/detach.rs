@@ -17,14 +17,15 @@
 //!
 //! The upstream exchange runs as a Pingora subrequest (`SubrequestSpawner`,
 //! Pingora's own mechanism for background fetches): the same `ProxyHttp` hooks
-//! with a downstream that is an in-memory channel, in a task of its own. The
-//! request's context, its request head as the filters left it and the body the
-//! gateway read are handed over whole ([`Handover`]), so the subrequest skips
-//! straight to the upstream (`upstream_peer`, retries, forwarding headers, the
-//! response phases, gateway errors). This side relays what the subrequest writes
-//! to the client. If the client goes away, this side keeps draining the channel,
-//! so the subrequest reads the upstream's answer to its end whatever the client
-//! does.
+//! with a downstream that is an in-memory channel. The request's context, its
+//! request head as the filters left it and the body the gateway read are handed
+//! over whole ([`Handover`]), so the subrequest skips straight to the upstream
+//! (`upstream_peer`, retries, forwarding headers, the response phases, gateway
+//! errors). Beside it, in the same task, the relay writes what the subrequest
+//! answers to the client. If the client goes away, the relay keeps draining the
+//! channel, so the subrequest reads the upstream's answer to its end whatever the
+//! client does. (Pingora awaits a request's `request_filter` to its end and reads
+//! nothing from the client meanwhile: a client leaving only makes writes fail.)
 //!
 //! When the subrequest ends, its `logging` hook runs the filters' settle phase
 //! (the idempotency filter stores the answer) and hands the context back. The
@@ -34,11 +35,12 @@
 use super::Ctx;
 use http::header;
 use pingora::http::RequestHeader;
+use pingora::protocols::http::subrequest::server::SubrequestHandle;
 use pingora::protocols::http::HttpTask;
 use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// What the subrequest takes over: the whole context, the request head to send,
 /// and where to give the context back.
@@ -106,64 +108,98 @@ pub(super) async fn run(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         .body_mode(mode)
         .user_ctx(Box::new(Handover(Some(parcel))))
         .build();
-    let (prepared, mut handle) = spawner.create_subrequest(&session.downstream_session, sub);
+    let (prepared, handle) = spawner.create_subrequest(&session.downstream_session, sub);
     session.req_header_mut().set_version(version);
-    let exchange = tokio::spawn(prepared.run());
+    let SubrequestHandle { tx, mut rx, .. } = handle;
     if let Some(body) = body {
-        // The subrequest reads it before going upstream; it cannot be gone yet.
-        let _ = handle.tx.send(HttpTask::Body(Some(body), true)).await;
+        // The channel holds it until the subrequest reads it.
+        let _ = tx.send(HttpTask::Body(Some(body), true)).await;
     }
-
-    // Relay, one task behind: the last piece of the answer and its end wait until
-    // the exchange has settled.
-    let mut held: Option<HttpTask> = None;
-    let mut end: Option<HttpTask> = None;
-    let mut client_error: Option<Box<Error>> = None;
-    while let Some(task) = handle.rx.recv().await {
-        if task.is_end() {
-            end = Some(task);
-            break;
-        }
-        if let Some(previous) = held.replace(task) {
-            relay(session, previous, &mut client_error).await;
-        }
+    // The exchange and the relay side by side, in this request's task (no task of
+    // their own to wake). `tx` stays open until both end: a subrequest whose input
+    // closes before it finished treats that as its client leaving.
+    let ((), relayed) = tokio::join!(prepared.run(), relay(session, &mut rx, returned));
+    drop(tx);
+    match relayed.back {
+        Some(back) => *ctx = *back,
+        None => tracing::error!("the detached upstream exchange kept the request's context"),
     }
-    // Keeps `handle` (its sender) alive: a subrequest whose input closes before it
-    // finished treats that as its client leaving.
-    if exchange.await.is_err() {
-        tracing::error!("the detached upstream exchange panicked");
-    }
-    drop(handle);
-    match returned.await {
-        Ok(back) => *ctx = *back,
-        Err(_) => tracing::error!("the detached upstream exchange kept the request's context"),
-    }
-    if let Some(last) = held {
-        relay(session, last, &mut client_error).await;
-    }
-    match end {
-        Some(HttpTask::Failed(e)) => return Err(e),
-        Some(end) => relay(session, end, &mut client_error).await,
-        None => {
-            return Error::e_explain(
-                ErrorType::ConnectionClosed,
-                "the detached upstream exchange ended before its answer did",
-            )
-        }
-    }
-    match client_error {
-        Some(e) => Err(e),
-        None => Ok(true),
+    match relayed.ended {
+        Ended::Whole => relayed.client_error.map_or(Ok(true), Err),
+        Ended::Failed(e) => Err(e),
+        Ended::Broken => Error::e_explain(
+            ErrorType::ConnectionClosed,
+            "the detached upstream exchange ended before its answer did",
+        ),
     }
 }
 
-/// Writes one task to the client, until a write fails; after that, tasks are
-/// dropped (the exchange goes on without the client).
-async fn relay(session: &mut Session, task: HttpTask, client_error: &mut Option<Box<Error>>) {
-    if client_error.is_some() {
+/// How the relayed answer ended.
+enum Ended {
+    Whole,
+    Failed(Box<Error>),
+    /// The subrequest ended without ending its answer.
+    Broken,
+}
+
+struct Relayed {
+    /// The request's context, back from the subrequest.
+    back: Option<Box<Ctx>>,
+    ended: Ended,
+    /// The first write to the client that failed.
+    client_error: Option<Box<Error>>,
+}
+
+/// Relays the subrequest's answer to the client. What has arrived is written in
+/// one go, except the last piece: it and the end wait until the subrequest hands
+/// the context back, which it does once settled (the answer stored).
+async fn relay(
+    session: &mut Session,
+    rx: &mut mpsc::Receiver<HttpTask>,
+    returned: oneshot::Receiver<Box<Ctx>>,
+) -> Relayed {
+    let mut held: Vec<HttpTask> = Vec::new();
+    let mut end = None;
+    let mut client_error = None;
+    while let Some(task) = rx.recv().await {
+        held.push(task);
+        while let Ok(task) = rx.try_recv() {
+            held.push(task);
+        }
+        if let Some(i) = held.iter().position(HttpTask::is_end) {
+            end = held.drain(i..).next();
+            break;
+        }
+        if held.len() > 1 {
+            let last = held.pop();
+            write(session, std::mem::take(&mut held), &mut client_error).await;
+            held.extend(last);
+        }
+    }
+    let back = returned.await.ok();
+    let ended = match end {
+        Some(HttpTask::Failed(e)) => Ended::Failed(e),
+        Some(task) => {
+            held.push(task);
+            Ended::Whole
+        }
+        None => Ended::Broken,
+    };
+    write(session, held, &mut client_error).await;
+    Relayed {
+        back,
+        ended,
+        client_error,
+    }
+}
+
+/// Writes tasks to the client (one write), until a write fails; after that, tasks
+/// are dropped (the exchange goes on without the client).
+async fn write(session: &mut Session, tasks: Vec<HttpTask>, client_error: &mut Option<Box<Error>>) {
+    if client_error.is_some() || tasks.is_empty() {
         return;
     }
-    if let Err(e) = session.write_response_tasks(vec![task]).await {
+    if let Err(e) = session.write_response_tasks(tasks).await {
         tracing::debug!(error = %e, "client gone during a detached exchange; it runs to its end");
         *client_error = Some(e);
     }
