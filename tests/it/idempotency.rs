@@ -78,7 +78,7 @@ fn memory() -> String {
 }
 
 fn redis_store(r: &Redis) -> String {
-    format!("{{ backend: redis, url: '{}', timeout: 200ms }}", r.url())
+    format!("{{ backend: redis, url: '{}', timeout: 1s }}", r.url())
 }
 
 struct Setup {
@@ -532,7 +532,7 @@ fn a_key_held_by_a_killed_gateway_is_free_after_its_hold() {
         "forwarded, not replayed"
     );
     assert!(
-        waited >= hold - Duration::from_millis(600) && waited <= hold + Duration::from_secs(1),
+        waited >= hold - Duration::from_millis(600) && waited <= hold + Duration::from_secs(2),
         "freed after {waited:?} (hold {hold:?})"
     );
     assert_eq!(s.paid(), 2);
