@@ -27,6 +27,13 @@ pub struct RequestContext {
     pub consumer: Option<String>,
     /// `hit` / `miss` / `bypass` when a cache filter ran.
     pub cache: Option<&'static str>,
+    /// The upstream answered (the response phase sees its answer, not one the
+    /// gateway made).
+    pub upstream_responded: bool,
+    /// A filter needs the upstream's whole answer even if the client leaves
+    /// (`idempotency`, once it holds a key): the proxy then runs the upstream
+    /// exchange apart from the client connection (`proxy/detach.rs`).
+    pub detach: bool,
     pub started: Instant,
     /// Per-request state of filters, by type (e.g. a cache entry being filled).
     pub extensions: http::Extensions,
@@ -45,6 +52,8 @@ impl RequestContext {
             has_body: false,
             consumer: None,
             cache: None,
+            upstream_responded: false,
+            detach: false,
             started: Instant::now(),
             extensions: http::Extensions::new(),
         }

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod chain;
 pub mod cors;
 pub mod headers;
+pub mod idempotency;
 pub mod ip_filter;
 pub mod jwt;
 pub mod mtls;
@@ -41,6 +42,7 @@ pub enum FilterFile {
     Cors(cors::CorsOptions),
     Validate(validate::ValidateOptions),
     Mtls(mtls::MtlsOptions),
+    Idempotency(idempotency::IdempotencyOptions),
 }
 
 /// A problem in a filter's options: the path below the filter's key and what is wrong.
@@ -72,6 +74,7 @@ impl FilterFile {
             Self::Cors(_) => "cors",
             Self::Validate(_) => "validate",
             Self::Mtls(_) => "mtls",
+            Self::Idempotency(_) => "idempotency",
         }
     }
 
@@ -94,6 +97,9 @@ impl FilterFile {
                 CheckedFilter::Ready(Arc::new(validate::ValidateFilter::new(o, check)?))
             }
             Self::Mtls(mtls::MtlsOptions {}) => CheckedFilter::Mtls,
+            Self::Idempotency(o) => {
+                CheckedFilter::Idempotency(idempotency::IdempotencyConfig::check(o)?)
+            }
         })
     }
 
@@ -128,6 +134,8 @@ pub enum CheckedFilter {
     Cors(cors::CorsConfig),
     /// Built with the consumers known by their client certificate.
     Mtls,
+    /// Built with the store and the route's upstream timeouts.
+    Idempotency(idempotency::IdempotencyConfig),
 }
 
 impl CheckedFilter {
@@ -139,6 +147,7 @@ impl CheckedFilter {
             Self::Cache(c) => Arc::new(cache::CacheFilter::build(c, deps)),
             Self::Cors(c) => Arc::new(cors::CorsFilter::build(c, deps.route_methods.as_deref())),
             Self::Mtls => Arc::new(mtls::MtlsFilter::new(deps.client_certs.clone())),
+            Self::Idempotency(c) => Arc::new(idempotency::IdempotencyFilter::build(c, deps)),
         }
     }
 }
@@ -160,6 +169,10 @@ pub struct FilterDeps {
     pub route_methods: Option<Arc<[http::Method]>>,
     /// Consumers known by their client certificate (for the `mtls` filter).
     pub client_certs: Arc<mtls::ClientCertIndex>,
+    /// The longest a request of the route waits for its upstream's answer to
+    /// begin: every attempt's connect timeout plus the read timeout (None: no
+    /// upstream). The `idempotency` filter holds a key this long, plus a margin.
+    pub upstream_wait: Option<std::time::Duration>,
 }
 
 impl FilterDeps {
@@ -174,6 +187,7 @@ impl FilterDeps {
             auth: Arc::default(),
             route_methods: None,
             client_certs: Arc::default(),
+            upstream_wait: None,
         }
     }
 }
@@ -307,11 +321,30 @@ pub trait Filter: Send + Sync + Debug {
         None
     }
 
-    /// The whole request body (for filters with a [`Filter::body_limit`]), before
-    /// anything is sent upstream: a refusal, or None to go on.
-    fn request_body(&self, _body: &[u8], _ctx: &mut RequestContext) -> Option<GatewayError> {
-        None
+    /// The whole request body (for filters with a [`Filter::body_limit`]), read
+    /// after every filter's request phase and before anything is sent upstream.
+    /// May answer, as the request phase may (`idempotency` claims its key here).
+    async fn request_body(
+        &self,
+        _body: &[u8],
+        _ctx: &mut RequestContext,
+    ) -> Result<Flow, FilterError> {
+        Ok(Flow::Continue)
     }
+
+    /// Whether this filter has a [`Filter::settle`] phase (asked once, when its
+    /// chain is built, so other routes pay nothing for the phase).
+    fn settles(&self) -> bool {
+        false
+    }
+
+    /// Settles what the request phases left open (`idempotency` stores its answer
+    /// or releases its key), once per request that entered the filter; may do
+    /// I/O. It runs when the upstream's answer has been read to its end or the
+    /// exchange failed: for a request the proxy runs detached from its client
+    /// ([`RequestContext::detach`]), before the client gets the answer's last
+    /// byte; otherwise at the end of the exchange, before [`Filter::logging`].
+    async fn settle(&self, _ctx: &mut RequestContext) {}
 
     /// The exchange is over (also after errors). For accounting and deferred work.
     fn logging(&self, _ctx: &RequestContext, _status: u16) {}

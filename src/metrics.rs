@@ -25,6 +25,7 @@ pub struct Metrics {
     pub config_info: IntGaugeVec,
     pub inflight_requests: IntGauge,
     pub rate_limit_decisions_total: IntCounterVec,
+    pub idempotency_total: IntCounterVec,
     pub store_errors_total: IntCounterVec,
     pub cache_lookups_total: IntCounterVec,
     pub cache_bytes: IntGauge,
@@ -136,6 +137,12 @@ impl Metrics {
             "Rate-limit decisions, by route and decision (allowed | limited).",
             &["route", "decision"],
         );
+        let idempotency_total = counter(
+            &r,
+            "fingate_idempotency_total",
+            "Requests the idempotency filter judged, by route and result (new, replayed, in_flight, mismatch, missing, not_stored, store_error).",
+            &["route", "result"],
+        );
         let store_errors_total = counter(
             &r,
             "fingate_store_errors_total",
@@ -193,6 +200,7 @@ impl Metrics {
             config_info,
             inflight_requests,
             rate_limit_decisions_total,
+            idempotency_total,
             store_errors_total,
             cache_lookups_total,
             cache_bytes,
@@ -265,6 +273,9 @@ mod tests {
         m.rate_limit_decisions_total
             .with_label_values(&["r", "allowed"])
             .inc();
+        m.idempotency_total
+            .with_label_values(&["r", "replayed"])
+            .inc();
         m.store_errors_total.with_label_values(&["get"]).inc();
         m.cache_lookups_total.with_label_values(&["r", "hit"]).inc();
         let text = String::from_utf8(m.render()).unwrap_or_default();
@@ -278,6 +289,7 @@ mod tests {
             "fingate_config_info{hash=\"abc\"} 1",
             "fingate_inflight_requests ",
             "fingate_rate_limit_decisions_total{",
+            "fingate_idempotency_total{result=\"replayed\",route=\"r\"} 1",
             "fingate_store_errors_total{",
             "fingate_cache_lookups_total{result=\"hit\",route=\"r\"} 1",
             "fingate_cache_bytes ",

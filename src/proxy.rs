@@ -4,6 +4,7 @@
 //! Pingora's types stop here; filters see [`HeaderEdit`] and [`RequestContext`].
 
 mod builtin;
+mod detach;
 mod failure;
 mod headers;
 mod local;
@@ -69,7 +70,6 @@ pub struct Ctx {
     target: Option<usize>,
     active: Option<ActiveGuard>,
     failure: Option<Failure>,
-    upstream_responded: bool,
     /// Status of a response the gateway made itself.
     local_status: u16,
     counted_inflight: bool,
@@ -81,6 +81,54 @@ pub struct Ctx {
     entered: usize,
     /// The request body, when the gateway read it whole (a filter checked it).
     body: Option<Bytes>,
+    /// The filters' settle phase has run.
+    settled: bool,
+    /// In a detached exchange's subrequest: where the context goes back to the
+    /// client's side when the exchange ends (`detach.rs`).
+    handback: Option<tokio::sync::oneshot::Sender<Box<Ctx>>>,
+    /// How a detached exchange failed, for the client side's record.
+    detached_error: Option<ErrorType>,
+}
+
+impl Ctx {
+    fn new() -> Box<Ctx> {
+        Box::new(Self::blank())
+    }
+
+    fn blank() -> Ctx {
+        Ctx {
+            req: RequestContext::new(Method::GET, String::new()),
+            runtime: None,
+            route: None,
+            upstream_target: None,
+            tried: SmallVec::new(),
+            target: None,
+            active: None,
+            failure: None,
+            local_status: 0,
+            counted_inflight: false,
+            body_bytes: 0,
+            peer_ip: None,
+            entered: 0,
+            body: None,
+            settled: false,
+            handback: None,
+            detached_error: None,
+        }
+    }
+
+    /// Runs the settle phase of the route's filters, once.
+    async fn settle(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        if let Some(route) = self.route.clone() {
+            if route.filters.settles() {
+                route.filters.settle(&mut self.req, self.entered).await;
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -91,26 +139,20 @@ impl ProxyHttp for Proxy {
     type CTX = Box<Ctx>;
 
     fn new_ctx(&self) -> Box<Ctx> {
-        Box::new(Ctx {
-            req: RequestContext::new(Method::GET, String::new()),
-            runtime: None,
-            route: None,
-            upstream_target: None,
-            tried: SmallVec::new(),
-            target: None,
-            active: None,
-            failure: None,
-            upstream_responded: false,
-            local_status: 0,
-            counted_inflight: false,
-            body_bytes: 0,
-            peer_ip: None,
-            entered: 0,
-            body: None,
-        })
+        Ctx::new()
+    }
+
+    /// Only the client's requests may spawn one (a detached exchange, `detach.rs`).
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &Box<Ctx>) -> bool {
+        session.subrequest_ctx.is_none()
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Box<Ctx>) -> Result<bool> {
+        // A detached exchange: the client's side did everything up to the upstream.
+        if let Some(parent) = detach::adopt(session) {
+            *ctx = parent;
+            return Ok(false);
+        }
         metrics().inflight_requests.inc();
         ctx.counted_inflight = true;
         let runtime = self.gateway.current();
@@ -192,7 +234,7 @@ impl ProxyHttp for Proxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if let Some(alert) = failure::late_tls_refusal(&e).filter(|_| !ctx.upstream_responded) {
+        if let Some(alert) = failure::late_tls_refusal(&e).filter(|_| !ctx.req.upstream_responded) {
             // Judged as the connect failure it is: the target is taken out, and
             // another one is tried (the request was never read) if the body
             // can still be sent again.
@@ -256,7 +298,7 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
-        ctx.upstream_responded = true;
+        ctx.req.upstream_responded = true;
         for name in forwarded::response_hop_by_hop(&resp.headers) {
             resp.remove_header(&name);
         }
@@ -329,6 +371,19 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<Ctx>) {
+        if let Some(back) = ctx.handback.take() {
+            // A detached exchange ends: settle before the client's side relays the
+            // answer's last piece, then hand the request back for its record.
+            ctx.settle().await;
+            if let Some(written) = session.response_written() {
+                ctx.local_status = written.status.as_u16();
+            }
+            ctx.detached_error = e.map(|e| e.etype().clone());
+            ctx.active = None;
+            let _ = back.send(std::mem::replace(ctx, Ctx::new()));
+            return;
+        }
+        ctx.settle().await;
         let status = session
             .response_written()
             .map_or(ctx.local_status, |r| r.status.as_u16());

@@ -119,6 +119,13 @@ impl Runtime {
                 RouteTarget::Serve(builtin) => Target::Serve(*builtin),
             };
             let name: Arc<str> = Arc::from(r.name.as_str());
+            let upstream_wait = match &target {
+                Target::Upstream(group) => {
+                    let c = &group.config;
+                    Some(c.connect_timeout * (c.retries + 1) + c.read_timeout)
+                }
+                Target::Serve(_) => None,
+            };
             let deps = FilterDeps {
                 store: store.clone(),
                 route: Some(name.clone()),
@@ -127,6 +134,7 @@ impl Runtime {
                 auth: auth.config.clone(),
                 client_certs: client_certs.clone(),
                 route_methods: r.spec.methods.as_deref().map(Arc::from),
+                upstream_wait,
             };
             // `cors` runs first wherever it is listed: it answers preflights before
             // any authentication or limit, and its headers must reach their refusals.

@@ -1,4 +1,5 @@
-//! The shared-state seam: rate-limit counters, run-time consumers, cache purges.
+//! The shared-state seam: rate-limit counters, run-time consumers, cache purges,
+//! idempotency keys.
 //!
 //! `memory` keeps state in this process (one gateway); `redis` shares it across a
 //! fleet. Filters receive an `Arc<dyn Store>` when the runtime is built; the store
@@ -7,6 +8,7 @@
 //! in a `{hash tag}` so the keys also work on Redis Cluster.
 
 pub mod attempts;
+pub mod idempotency;
 pub mod limit;
 mod memory;
 mod redis;
@@ -14,6 +16,7 @@ mod redis;
 pub mod testing;
 
 pub use attempts::Attempt;
+pub use idempotency::Claim;
 pub use limit::{Algorithm, Decision, Rule};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
@@ -86,6 +89,30 @@ pub trait Store: Send + Sync + Debug {
 
     /// Gives back one attempt counted by [`Store::take_attempt`].
     async fn give_back_attempt(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Claims the idempotency key `key` for a request with `fingerprint`, held by
+    /// `token` for `hold` when free (see [`idempotency`]); otherwise says what
+    /// holds it. One atomic step.
+    async fn idempotency_claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        token: &str,
+        hold: Duration,
+    ) -> Result<Claim, StoreError>;
+
+    /// Stores `answer` for `ttl` under `key` if `token` still holds it; false when
+    /// it no longer does (the hold expired, and maybe another request took it).
+    async fn idempotency_complete(
+        &self,
+        key: &str,
+        token: &str,
+        answer: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Frees `key` if `token` still holds it; true when it did.
+    async fn idempotency_release(&self, key: &str, token: &str) -> Result<bool, StoreError>;
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -359,6 +359,9 @@ async fn streamed_bodies_and_the_in_flight_count() {
     assert_eq!(r.header("content-length"), Some("200000"));
     assert_eq!(r.body.len(), 200_000);
     assert!(r.body.iter().all(|b| *b == b'x'));
+    // POST too (an idempotent route's large answer); the body is ignored.
+    let r = http(a, "POST", "/diag/stream?size=5000", &[], "{}").await;
+    assert_eq!((r.status, r.body.len()), (200, 5000));
     let in_flight =
         || async { http(a, "GET", "/_mock/stats", &[], "").await.json()["in_flight"].as_u64() };
     assert_eq!(in_flight().await, Some(0));

@@ -1,5 +1,6 @@
-//! `GET /diag/stream?size=N`: a large answer of `N` bytes made on the fly, for
-//! gateway tests of slow readers. The body is produced piece by piece as the
+//! `GET /diag/stream?size=N` (or `POST`, body ignored): a large answer of `N` bytes
+//! made on the fly, for gateway tests of slow readers and of answers too large to
+//! keep (an idempotent POST). The body is produced piece by piece as the
 //! connection takes it (nothing is held in memory), so a client that stops reading
 //! keeps this response in flight, which `/_mock/stats` shows as `in_flight`.
 //! Not under `/_mock/`, so it counts as a request.
@@ -31,7 +32,7 @@ pub struct StreamQuery {
 }
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/diag/stream", get(stream))
+    Router::new().route("/diag/stream", get(stream).post(stream_post))
 }
 
 async fn stream(Query(q): Query<StreamQuery>) -> Response {
@@ -42,6 +43,12 @@ async fn stream(Query(q): Query<StreamQuery>) -> Response {
         Body::new(Filler { left: size }),
     )
         .into_response()
+}
+
+/// The POST form reads the request body first: a server that closes a connection
+/// with unread bytes in it resets it, and the client loses the end of the answer.
+async fn stream_post(q: Query<StreamQuery>, _body: axum::body::Bytes) -> Response {
+    stream(q).await
 }
 
 /// `left` bytes of `x`, one frame of at most [`PIECE`] bytes per poll.

@@ -32,7 +32,7 @@ mod tests_upstream_tls;
 mod upstreams;
 
 use listeners::{check_mtls, listeners};
-use routes::{check_cache_after_auth, routes, typed_filter_list};
+use routes::{check_cache_after_auth, check_global_idempotency, routes, typed_filter_list};
 use upstreams::upstreams;
 
 pub(super) use crate::yaml::{plain_message, typed, Errors};
@@ -137,6 +137,7 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     let (routes, table) = routes(take("routes"), &targets, limits.max_body, &mut errors);
     let cache = cache_settings(take("cache"), &mut errors);
     check_cache_after_auth(&filters, &routes, &mut errors);
+    check_global_idempotency(&filters, &mut errors);
     check_mtls(&listen, &consumers, &filters, &routes, &mut errors);
 
     match table {

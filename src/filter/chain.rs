@@ -7,7 +7,7 @@
 //! the answer passes back through the response phase of those before it and of
 //! itself, and only they see the end of the exchange.
 
-use super::{Filter, HeaderEdit, LocalResponse};
+use super::{Filter, FilterError, Flow, HeaderEdit, LocalResponse};
 use crate::context::RequestContext;
 use crate::error::{ErrorCode, GatewayError};
 use bytes::Bytes;
@@ -16,11 +16,16 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct FilterChain {
     filters: Vec<Arc<dyn Filter>>,
+    /// Positions of the filters with a settle phase.
+    settling: Vec<usize>,
 }
 
 impl FilterChain {
     pub fn new(filters: Vec<Arc<dyn Filter>>) -> Self {
-        Self { filters }
+        let settling = (0..filters.len())
+            .filter(|&i| filters[i].settles())
+            .collect();
+        Self { filters, settling }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -43,17 +48,8 @@ impl FilterChain {
     ) -> Option<LocalResponse> {
         for f in &self.filters {
             *entered += 1;
-            match f.request(req, ctx).await {
-                Ok(flow) => {
-                    if let Some(answer) = flow.into_answer(&ctx.request_id) {
-                        return Some(answer);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(route = ctx.route_label(), error = %e, "filter failed");
-                    let e = GatewayError::new(ErrorCode::InternalError, "a gateway filter failed");
-                    return Some(e.into_response(Some(&ctx.request_id)));
-                }
+            if let Some(answer) = answer(f.request(req, ctx).await, ctx) {
+                return Some(answer);
             }
         }
         None
@@ -71,12 +67,31 @@ impl FilterChain {
         self.filters.iter().filter_map(|f| f.body_limit()).min()
     }
 
-    /// The whole body, to the filters that read it, in order: the first refusal.
-    pub fn request_body(&self, body: &[u8], ctx: &mut RequestContext) -> Option<GatewayError> {
-        self.filters
-            .iter()
-            .filter(|f| f.body_limit().is_some())
-            .find_map(|f| f.request_body(body, ctx))
+    /// The whole body, to the filters that read it, in order: the first answer
+    /// (every filter has been entered by now).
+    pub async fn request_body(
+        &self,
+        body: &[u8],
+        ctx: &mut RequestContext,
+    ) -> Option<LocalResponse> {
+        for f in self.filters.iter().filter(|f| f.body_limit().is_some()) {
+            if let Some(answer) = answer(f.request_body(body, ctx).await, ctx) {
+                return Some(answer);
+            }
+        }
+        None
+    }
+
+    /// Whether some filter has a settle phase.
+    pub fn settles(&self) -> bool {
+        !self.settling.is_empty()
+    }
+
+    /// The settle phase of the entered filters that have one, in order.
+    pub async fn settle(&self, ctx: &mut RequestContext, entered: usize) {
+        for &i in self.settling.iter().filter(|&&i| i < entered) {
+            self.filters[i].settle(ctx).await;
+        }
     }
 
     /// The request is about to go upstream: every filter, in order (a proxied
@@ -119,11 +134,23 @@ impl FilterChain {
     }
 }
 
+/// What a request or body phase decided, as an answer (None: go on). A filter that
+/// could not decide gets a 500 `internal_error`.
+fn answer(decided: Result<Flow, FilterError>, ctx: &RequestContext) -> Option<LocalResponse> {
+    match decided {
+        Ok(flow) => flow.into_answer(&ctx.request_id),
+        Err(e) => {
+            tracing::error!(route = ctx.route_label(), error = %e, "filter failed");
+            let e = GatewayError::new(ErrorCode::InternalError, "a gateway filter failed");
+            Some(e.into_response(Some(&ctx.request_id)))
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::filter::{FilterError, Flow};
     use async_trait::async_trait;
     use std::sync::Mutex;
 

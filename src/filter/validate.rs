@@ -101,8 +101,8 @@ impl ValidateFilter {
         }
     }
 
-    /// The refusal for `body`, if any.
-    fn judge(&self, body: &[u8]) -> Option<GatewayError> {
+    /// The refusal for `body`, if any (the body phase's work).
+    pub fn judge(&self, body: &[u8]) -> Option<GatewayError> {
         let value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {
@@ -174,8 +174,12 @@ impl Filter for ValidateFilter {
         Some(self.max_body)
     }
 
-    fn request_body(&self, body: &[u8], _ctx: &mut RequestContext) -> Option<GatewayError> {
-        self.judge(body)
+    async fn request_body(
+        &self,
+        body: &[u8],
+        _ctx: &mut RequestContext,
+    ) -> Result<Flow, FilterError> {
+        Ok(self.judge(body).map_or(Flow::Continue, Flow::Reject))
     }
 }
 

@@ -74,6 +74,11 @@ async fn write_local(session: &mut Session, ctx: &mut Ctx, local: LocalResponse)
     if !head_only {
         session.write_response_body(Some(local.body), true).await?;
     }
+    // In a detached exchange's subrequest (`detach.rs`) the end of an answer is a
+    // task of its own, which an error answer would otherwise never send.
+    if session.subrequest_ctx.is_some() {
+        session.downstream_session.finish_body().await?;
+    }
     Ok(())
 }
 

@@ -28,9 +28,11 @@ pub(super) fn record(session: &Session, e: Option<&Error>, ctx: &Ctx, status: u1
         .as_ref()
         .zip(ctx.target)
         .and_then(|(r, i)| r.upstream()?.targets.get(i));
+    // A detached exchange failed (or not) in its own subrequest.
+    let etype = e.map(|e| e.etype()).or(ctx.detached_error.as_ref());
     if let Some(t) = target {
-        let outcome = match e.map(|e| e.etype()) {
-            _ if ctx.upstream_responded => Outcome::Ok,
+        let outcome = match etype {
+            _ if ctx.req.upstream_responded => Outcome::Ok,
             Some(ErrorType::ReadTimedout | ErrorType::WriteTimedout) => Outcome::Timeout,
             _ => Outcome::Error,
         };
@@ -58,6 +60,6 @@ pub(super) fn record(session: &Session, e: Option<&Error>, ctx: &Ctx, status: u1
         upstream: target.map(|t| t.label.as_str()),
         consumer: ctx.req.consumer.as_deref(),
         cache: ctx.req.cache,
-        error: e.map(|e| e.etype().as_str()),
+        error: etype.map(ErrorType::as_str),
     });
 }

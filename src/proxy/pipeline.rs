@@ -14,7 +14,7 @@
 //! place that turns it into an answer.
 
 use super::local::{body_refusal, read_body, reject, respond, run_request_filters};
-use super::{builtin, headers, Ctx};
+use super::{builtin, detach, headers, Ctx};
 use crate::edge::checks::{check_head, Framing};
 use crate::edge::forwarded::{self, Owned};
 use crate::edge::tls::client_certificate;
@@ -56,14 +56,23 @@ pub(super) async fn request_phase(
     if let Some(refusal) = body_refusal(framing, route.max_body) {
         return reject(session, ctx, refusal).await.map(|()| true);
     }
-    // A filter that checks the body (`validate`) sees it whole before anything
-    // goes upstream; the body it checked is what is forwarded.
+    // A filter that reads the body (`validate`, `idempotency`) sees it whole
+    // before anything goes upstream; the body it saw is what is forwarded.
     if let (Some(limit), true) = (route.filters.body_limit(), ctx.req.has_body) {
-        if let Err(refusal) = Box::pin(check_body(session, ctx, &route, limit)).await? {
-            return reject(session, ctx, refusal).await.map(|()| true);
+        let limit = limit.min(route.max_body);
+        match Box::pin(check_body(session, ctx, &route, limit)).await? {
+            BodyVerdict::Pass => {}
+            BodyVerdict::Refuse(refusal) => {
+                return reject(session, ctx, refusal).await.map(|()| true)
+            }
+            BodyVerdict::Answer(answer) => {
+                return respond(session, ctx, answer).await.map(|()| true)
+            }
         }
     }
     match route.target {
+        // A filter needs the upstream's whole answer even if the client leaves.
+        Target::Upstream(_) if ctx.req.detach => Box::pin(detach::run(session, ctx)).await,
         Target::Upstream(_) => Ok(false),
         Target::Serve(builtin) => {
             Box::pin(builtin::serve(session, ctx, &runtime.auth, builtin)).await?;
@@ -101,28 +110,38 @@ fn preflight(
     Some(answer)
 }
 
+/// What the filters that read the body made of it.
+enum BodyVerdict {
+    Pass,
+    Refuse(GatewayError),
+    /// A filter answered (e.g. an idempotent replay).
+    Answer(LocalResponse),
+}
+
 /// Reads the whole body (at most `limit` bytes) into Pingora's retry buffer,
-/// which it forwards from, and hands it to the filters that check bodies. The
-/// body stays in the context for a built-in endpoint.
+/// which it forwards from, and hands it to the filters that read bodies. The
+/// body stays in the context for a built-in endpoint and a detached exchange.
 async fn check_body(
     session: &mut Session,
     ctx: &mut Ctx,
     route: &Route,
     limit: u64,
-) -> Result<Result<(), GatewayError>> {
+) -> Result<BodyVerdict> {
     session.enable_retry_buffering();
     let Some(body) = read_body(session, limit).await? else {
-        return Ok(Err(GatewayError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("this route checks request bodies of up to {limit} bytes"),
-        )
-        .closing()));
+        return Ok(BodyVerdict::Refuse(
+            GatewayError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("this route reads request bodies of up to {limit} bytes"),
+            )
+            .closing(),
+        ));
     };
-    if let Some(refusal) = route.filters.request_body(&body, &mut ctx.req) {
-        return Ok(Err(refusal));
+    if let Some(answer) = route.filters.request_body(&body, &mut ctx.req).await {
+        return Ok(BodyVerdict::Answer(answer));
     }
     ctx.body = Some(body);
-    Ok(Ok(()))
+    Ok(BodyVerdict::Pass)
 }
 
 /// What admission found out about the request.

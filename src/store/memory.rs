@@ -2,6 +2,7 @@
 //! distinct keys cannot grow memory without bound.
 
 use super::attempts::{self, Attempt};
+use super::idempotency::{Claim, Record};
 use super::limit::{self, Algorithm, Decision, Rule, Window};
 use super::{now_us, Store, StoreError};
 use crate::store::StoreBackend;
@@ -38,6 +39,58 @@ pub struct MemoryStore {
     /// Maps live apart from the bounded shards: they hold records written by
     /// operators (never by clients), which the size cap must not evict.
     maps: Mutex<HashMap<String, BTreeMap<String, Vec<u8>>>>,
+    /// Idempotency records live apart from the shards too: the shards' cap evicts
+    /// arbitrary entries, and an evicted record would let a retry run twice. They
+    /// have their own bounds instead ([`IDEMPOTENCY_MAX_RECORDS`],
+    /// [`IDEMPOTENCY_MAX_BYTES`]): once reached (expired records dropped first), a
+    /// new claim or a completion fails, and the filter's `on_store_error` decides.
+    idempotency: Mutex<IdempotencyRecords>,
+}
+
+/// Most idempotency records (in flight or done) held at once.
+pub const IDEMPOTENCY_MAX_RECORDS: usize = 100_000;
+/// Most bytes of stored answers held at once.
+pub const IDEMPOTENCY_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Default)]
+struct IdempotencyRecords {
+    records: HashMap<String, Record>,
+    /// Sum of the stored answers' lengths.
+    bytes: usize,
+}
+
+impl IdempotencyRecords {
+    /// The live record of `key`, dropping it when expired.
+    fn live(&mut self, key: &str, now: i64) -> Option<&mut Record> {
+        if self.records.get(key).is_some_and(|r| r.expires <= now) {
+            self.remove(key);
+        }
+        self.records.get_mut(key)
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(r) = self.records.remove(key) {
+            self.bytes -= r.answer_len();
+        }
+    }
+
+    fn drop_expired(&mut self, now: i64) {
+        let mut freed = 0;
+        self.records.retain(|_, r| {
+            let keep = r.expires > now;
+            if !keep {
+                freed += r.answer_len();
+            }
+            keep
+        });
+        self.bytes -= freed;
+    }
+}
+
+fn full(what: &str) -> StoreError {
+    StoreError::Failed(format!(
+        "the memory store holds its most idempotency {what}; they free up as they expire"
+    ))
 }
 
 impl Default for MemoryStore {
@@ -45,6 +98,7 @@ impl Default for MemoryStore {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             maps: Mutex::new(HashMap::new()),
+            idempotency: Mutex::new(IdempotencyRecords::default()),
         }
     }
 }
@@ -121,6 +175,78 @@ impl MemoryStore {
         });
     }
 
+    fn idempotency_records(&self) -> std::sync::MutexGuard<'_, IdempotencyRecords> {
+        self.idempotency.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`Store::idempotency_claim`], synchronously.
+    pub fn claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        token: &str,
+        hold: Duration,
+    ) -> Result<Claim, StoreError> {
+        let now = now_us();
+        let mut all = self.idempotency_records();
+        let (claim, new) = Record::claim(
+            all.live(key, now).map(|r| &*r),
+            now,
+            fingerprint,
+            token,
+            hold,
+        );
+        if let Some(record) = new {
+            if all.records.len() >= IDEMPOTENCY_MAX_RECORDS {
+                all.drop_expired(now);
+                if all.records.len() >= IDEMPOTENCY_MAX_RECORDS {
+                    return Err(full("records"));
+                }
+            }
+            all.records.insert(key.to_owned(), record);
+        }
+        Ok(claim)
+    }
+
+    /// [`Store::idempotency_complete`], synchronously.
+    pub fn complete(
+        &self,
+        key: &str,
+        token: &str,
+        answer: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_us();
+        let mut all = self.idempotency_records();
+        if !all.live(key, now).is_some_and(|r| r.held_by(token)) {
+            return Ok(false);
+        }
+        if all.bytes + answer.len() > IDEMPOTENCY_MAX_BYTES {
+            all.drop_expired(now);
+            if all.bytes + answer.len() > IDEMPOTENCY_MAX_BYTES {
+                return Err(full("answer bytes"));
+            }
+        }
+        let stored = all
+            .live(key, now)
+            .is_some_and(|r| r.complete(now, token, answer, ttl));
+        if stored {
+            all.bytes += answer.len();
+        }
+        Ok(stored)
+    }
+
+    /// [`Store::idempotency_release`], synchronously.
+    pub fn release(&self, key: &str, token: &str) -> bool {
+        let now = now_us();
+        let mut all = self.idempotency_records();
+        let held = all.live(key, now).is_some_and(|r| r.held_by(token));
+        if held {
+            all.remove(key);
+        }
+        held
+    }
+
     /// The decision, synchronously (the trait method wraps it).
     pub fn decide(&self, key: &str, rule: &Rule, cost: u32) -> Decision {
         let now = now_us();
@@ -184,6 +310,30 @@ impl Store for MemoryStore {
     async fn give_back_attempt(&self, key: &str) -> Result<(), StoreError> {
         self.give_back(key);
         Ok(())
+    }
+
+    async fn idempotency_claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        token: &str,
+        hold: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.claim(key, fingerprint, token, hold)
+    }
+
+    async fn idempotency_complete(
+        &self,
+        key: &str,
+        token: &str,
+        answer: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.complete(key, token, answer, ttl)
+    }
+
+    async fn idempotency_release(&self, key: &str, token: &str) -> Result<bool, StoreError> {
+        Ok(self.release(key, token))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -285,6 +435,68 @@ mod tests {
             s.map_entries("m").await.unwrap(),
             vec![("b".to_owned(), b"3".to_vec())]
         );
+    }
+
+    #[test]
+    fn idempotency_records_claim_complete_release_and_expire() {
+        let s = MemoryStore::default();
+        let hold = Duration::from_millis(30);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(s.claim("k", "fp", "t1", hold).unwrap(), Claim::New);
+        assert!(matches!(
+            s.claim("k", "fp", "t2", hold).unwrap(),
+            Claim::InFlight { expires_in } if expires_in <= hold
+        ));
+        assert_eq!(s.claim("k", "fp2", "t2", hold).unwrap(), Claim::Mismatch);
+        assert!(!s.complete("k", "t2", b"x", day).unwrap(), "not the holder");
+        assert!(s.complete("k", "t1", b"answer", day).unwrap());
+        assert_eq!(s.idempotency_records().bytes, 6);
+        assert_eq!(
+            s.claim("k", "fp", "t3", hold).unwrap(),
+            Claim::Done(b"answer".to_vec())
+        );
+        assert!(!s.release("k", "t1"), "a done key stays");
+        // A hold expires by itself: the key is free again, and the old holder
+        // can neither complete nor release what a new claim took.
+        assert_eq!(s.claim("j", "fp", "t1", hold).unwrap(), Claim::New);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(s.claim("j", "fp", "t2", hold).unwrap(), Claim::New);
+        assert!(!s.complete("j", "t1", b"late", day).unwrap());
+        assert!(!s.release("j", "t1"));
+        assert!(s.release("j", "t2"));
+        assert_eq!(s.claim("j", "other", "t3", hold).unwrap(), Claim::New);
+    }
+
+    #[test]
+    fn idempotency_records_are_bounded_without_evicting_live_ones() {
+        let s = MemoryStore::default();
+        let hold = Duration::from_secs(60);
+        for i in 0..IDEMPOTENCY_MAX_RECORDS {
+            assert_eq!(
+                s.claim(&format!("k{i}"), "fp", "t", hold).unwrap(),
+                Claim::New
+            );
+        }
+        assert!(s.claim("one-more", "fp", "t", hold).is_err());
+        assert!(
+            matches!(
+                s.claim("k0", "fp", "t2", hold).unwrap(),
+                Claim::InFlight { .. }
+            ),
+            "the first record is still there"
+        );
+        assert!(s.release("k0", "t"));
+        assert_eq!(s.claim("one-more", "fp", "t", hold).unwrap(), Claim::New);
+        let big = vec![0u8; IDEMPOTENCY_MAX_BYTES / 2 + 1];
+        assert!(s.complete("k1", "t", &big, hold).unwrap());
+        assert!(
+            s.complete("k2", "t", &big, hold).is_err(),
+            "over the byte budget"
+        );
+        assert!(matches!(
+            s.claim("k2", "fp", "t2", hold).unwrap(),
+            Claim::InFlight { .. }
+        ));
     }
 
     #[test]

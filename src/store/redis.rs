@@ -7,6 +7,7 @@
 //! while `fingate_store_errors_total{operation}` counts every failure.
 
 use super::attempts::{Attempt, GIVE_BACK_LUA, TAKE_LUA};
+use super::idempotency::{Claim, CLAIM_LUA, COMPLETE_LUA, RELEASE_LUA};
 use super::limit::{Algorithm, Decision, Rule, GCRA_LUA, SLIDING_WINDOW_LUA};
 use super::{Store, StoreError};
 use crate::metrics::metrics;
@@ -41,6 +42,9 @@ pub struct RedisStore {
     window: Script,
     take: Script,
     give_back: Script,
+    claim: Script,
+    complete: Script,
+    release: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -77,6 +81,9 @@ impl RedisStore {
             window: Script::new(SLIDING_WINDOW_LUA),
             take: Script::new(TAKE_LUA),
             give_back: Script::new(GIVE_BACK_LUA),
+            claim: Script::new(CLAIM_LUA),
+            complete: Script::new(COMPLETE_LUA),
+            release: Script::new(RELEASE_LUA),
         });
         let weak = Arc::downgrade(&store);
         crate::background::control_runtime().spawn(probe(weak));
@@ -149,6 +156,11 @@ impl RedisStore {
         }
         error
     }
+}
+
+/// A duration as Redis milliseconds (at least 1: PEXPIRE 0 would delete the key).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// Probes the store until it is dropped (a reload with other store settings).
@@ -227,6 +239,66 @@ impl Store for RedisStore {
         })
         .await
         .map(|_| ())
+    }
+
+    async fn idempotency_claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        token: &str,
+        hold: Duration,
+    ) -> Result<Claim, StoreError> {
+        let (code, left_ms, answer) = self
+            .run("idempotency_claim", |mut c| async move {
+                self.claim
+                    .key(key)
+                    .arg(fingerprint)
+                    .arg(token)
+                    .arg(millis(hold))
+                    .invoke_async::<(i64, i64, Vec<u8>)>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(match code {
+            0 => Claim::New,
+            1 => Claim::InFlight {
+                expires_in: Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
+            },
+            2 => Claim::Done(answer),
+            _ => Claim::Mismatch,
+        })
+    }
+
+    async fn idempotency_complete(
+        &self,
+        key: &str,
+        token: &str,
+        answer: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.run("idempotency_complete", |mut c| async move {
+            self.complete
+                .key(key)
+                .arg(token)
+                .arg(answer)
+                .arg(millis(ttl))
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn idempotency_release(&self, key: &str, token: &str) -> Result<bool, StoreError> {
+        self.run("idempotency_release", |mut c| async move {
+            self.release
+                .key(key)
+                .arg(token)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|n| n == 1)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -2,7 +2,7 @@
 //! rate-limit call's cost recorded, an optional delay per decision (a slow Redis),
 //! and a switch that makes every decision fail (a dead one).
 
-use super::{Attempt, Decision, MemoryStore, Rule, Store, StoreError};
+use super::{Attempt, Claim, Decision, MemoryStore, Rule, Store, StoreError};
 use crate::store::StoreBackend;
 use async_trait::async_trait;
 use std::sync::Mutex;
@@ -55,6 +55,40 @@ impl Store for TestStore {
     }
     async fn give_back_attempt(&self, key: &str) -> Result<(), StoreError> {
         self.inner.give_back_attempt(key).await
+    }
+    async fn idempotency_claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        token: &str,
+        hold: Duration,
+    ) -> Result<Claim, StoreError> {
+        if self.broken {
+            return Err(StoreError::Unavailable("test store is broken".into()));
+        }
+        self.inner
+            .idempotency_claim(key, fingerprint, token, hold)
+            .await
+    }
+    async fn idempotency_complete(
+        &self,
+        key: &str,
+        token: &str,
+        answer: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        if self.broken {
+            return Err(StoreError::Unavailable("test store is broken".into()));
+        }
+        self.inner
+            .idempotency_complete(key, token, answer, ttl)
+            .await
+    }
+    async fn idempotency_release(&self, key: &str, token: &str) -> Result<bool, StoreError> {
+        if self.broken {
+            return Err(StoreError::Unavailable("test store is broken".into()));
+        }
+        self.inner.idempotency_release(key, token).await
     }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key).await

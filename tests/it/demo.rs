@@ -112,6 +112,35 @@ fn a_transfer_shows_in_the_statement_from_either_accounts_instance() {
         br#"{"from_account":"ACC-1001","to_account":"ACC-2001","amount":2500,"currency":"EUR"}"#,
     );
     assert_eq!(r.status, 201, "{}", r.body_text());
+    // The client retries (it never saw the answer): the gateway answers with the
+    // first answer, and the payment is made once (one statement line below).
+    let retry = request(
+        gw.addr,
+        "POST",
+        "/api/payments",
+        &[
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", "it-demo-1"),
+            ("Authorization", &auth),
+        ],
+        br#"{"from_account":"ACC-1001","to_account":"ACC-2001","amount":2500,"currency":"EUR"}"#,
+    );
+    assert_eq!(retry.status, 201, "{}", retry.body_text());
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body, r.body);
+    // An order without a key is refused: the client could not retry it safely.
+    let r = request(
+        gw.addr,
+        "POST",
+        "/api/payments",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        br#"{"from_account":"ACC-1001","to_account":"ACC-2001","amount":2500,"currency":"EUR"}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert_eq!(r.json()["error"], "idempotency_key_missing");
     // The payment schema stops a malformed order at the gateway.
     let r = request(
         gw.addr,
@@ -119,6 +148,7 @@ fn a_transfer_shows_in_the_statement_from_either_accounts_instance() {
         "/api/payments",
         &[
             ("Content-Type", "application/json"),
+            ("Idempotency-Key", "it-demo-2"),
             ("Authorization", &auth),
         ],
         br#"{"from_account":"ACC-1001","to_account":"ACC-2001","amount":-5,"currency":"euro"}"#,
@@ -272,6 +302,11 @@ fn the_demo_serves_https_and_http2_with_its_development_certificate() {
         let r = post("--http2", "/api/payments", &body, &format!("h2-{amount}"));
         assert_eq!((r.status, r.version.as_str()), (status, "2"), "{}", r.body);
     }
+    // The order's retry over HTTP/2 is answered with the first answer.
+    let body = r#"{"from_account":"ACC-1001","to_account":"ACC-2001","amount":5,"currency":"EUR"}"#;
+    let r = post("--http2", "/api/payments", body, "h2-5");
+    assert_eq!((r.status, r.version.as_str()), (201, "2"), "{}", r.body);
+    assert_eq!(r.header("idempotent-replayed"), Some("true"));
 }
 
 /// examples/tls.yaml: HTTPS to the gateway, and TLS (HTTP/2 to loans) from the

@@ -20,6 +20,7 @@ mod cors;
 mod demo;
 mod demo_secrets;
 mod hardening;
+mod idempotency;
 mod identity;
 mod ip_filter;
 mod jwt;

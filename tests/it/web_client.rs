@@ -242,7 +242,9 @@ fn a_person_logs_in_reads_pays_retries_quotes_and_meets_every_error() {
         })
         .await;
 
-        // A payment, then its retry with the same key: replayed, paid once.
+        // A payment, then its retry with the same key: replayed by the gateway,
+        // so the payments service sees one request.
+        let before = Mock::requests(services.addr("payments"));
         page.fill("#pay-form [name=amount]", "12.34").await;
         page.click("#pay-form button[type=submit]").await;
         let paid = page
@@ -259,6 +261,11 @@ fn a_person_logs_in_reads_pays_retries_quotes_and_meets_every_error() {
             .await;
         let id = |t: &str| t.split_whitespace().nth(1).map(str::to_owned);
         assert_eq!(id(&replay), id(&paid), "the replay is the same payment");
+        assert_eq!(
+            Mock::requests(services.addr("payments")) - before,
+            1,
+            "the retry reached the payments service"
+        );
         // One ledger entry for the payment and its retry, checked at the services
         // (the statement of the paying account, read from an accounts instance).
         let statement = get(

@@ -2,7 +2,7 @@
 //! `jwt` and `cache`, and conflicts across the whole table.
 
 use super::*;
-use crate::filter::FilterCheck;
+use crate::filter::{CheckedFilter, FilterCheck};
 
 /// A global cache that runs before a route's `jwt` (see [`cache_before_auth`]).
 pub(super) fn check_cache_after_auth(
@@ -30,6 +30,81 @@ fn check_route_cache_order(filters: &[FilterConfig], base: &str, errors: &mut Er
             format!("{base}.filters[{c}].cache"),
             CACHE_BEFORE_JWT,
         );
+    }
+}
+
+/// `idempotency` belongs to routes: refused among the global filters.
+pub(super) fn check_global_idempotency(global: &[FilterConfig], errors: &mut Errors) {
+    for (i, f) in global.iter().enumerate() {
+        if matches!(f.config, FilterFile::Idempotency(_)) {
+            push(
+                errors,
+                format!("filters[{i}].idempotency"),
+                "list `idempotency` under the routes it guards: keys are scoped to a route, and only routes with an `upstream` forward requests",
+            );
+        }
+    }
+}
+
+/// An `idempotency` filter on a route: an upstream route, reached by at least one
+/// of the filter's methods, with `jwt` and `mtls` before it (they establish the
+/// consumer that scopes the key).
+fn check_route_idempotency(
+    filters: &[FilterConfig],
+    methods: Option<&[http::Method]>,
+    target: &RouteTarget,
+    base: &str,
+    errors: &mut Errors,
+) {
+    for (i, f) in filters.iter().enumerate() {
+        let (FilterFile::Idempotency(options), CheckedFilter::Idempotency(checked)) =
+            (&f.config, &f.checked)
+        else {
+            continue;
+        };
+        let at = format!("{base}.filters[{i}].idempotency");
+        if matches!(target, RouteTarget::Serve(_)) {
+            push(
+                errors,
+                &at,
+                "`idempotency` guards requests forwarded to an upstream; a `serve:` route answers itself",
+            );
+        }
+        if let Some(accepted) = methods {
+            if !checked.methods().iter().any(|m| accepted.contains(m)) {
+                let list = |ms: &[http::Method]| {
+                    ms.iter()
+                        .map(http::Method::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let path = if options.methods.is_some() {
+                    format!("{at}.methods")
+                } else {
+                    at.clone()
+                };
+                push(
+                    errors,
+                    path,
+                    format!(
+                        "never applies: the route accepts {} and the filter guards {}",
+                        list(accepted),
+                        list(checked.methods())
+                    ),
+                );
+            }
+        }
+        if let Some(auth) = filters[i..]
+            .iter()
+            .map(|f| f.config.name())
+            .find(|n| matches!(*n, "jwt" | "mtls"))
+        {
+            push(
+                errors,
+                &at,
+                format!("runs before `{auth}` here, so keys would be scoped to the client address instead of the consumer: list `{auth}` first"),
+            );
+        }
     }
 }
 
@@ -374,6 +449,7 @@ fn route(
     });
     let filters = typed_filter_list(file.filters, &format!("{base}.filters"), check, errors);
     check_route_cache_order(&filters, base, errors);
+    check_route_idempotency(&filters, spec.methods.as_deref(), &target, base, errors);
     (errors.len() == before).then_some(RouteConfig {
         name: file.name,
         max_body: file.max_body.map_or(default_max_body, |s| s.0),

@@ -101,20 +101,20 @@ const SEVERAL: &[Case] = &[
         "gateway.yaml:8:39: routes[0].upstream: unknown upstream \"acounts\" (known: svc, empty)",
         "gateway.yaml:9:7: routes[1].name: duplicate route name \"a\" (also routes[0])",
         "gateway.yaml:10:47: routes[2].match.methods[0]: invalid method \"get\": write it in capitals, e.g. GET",
-        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`, `mtls`",
+        "gateway.yaml:10:82: routes[2].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`, `mtls`, `idempotency`",
         "gateway.yaml:11:11: limits.max_headers: use 1 to 256",
     ]),
 ];
 
 const FILTERS: &[Case] = &[
     ("filter unknown name", "routes:\n  - name: r\n    match: { prefix: /r }\n    upstream: svc\n    filters:\n      - rate_limiter: { limit: 1 }\n", &[
-        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`, `mtls`",
+        "gateway.yaml:6:9: routes[0].filters[0].rate_limiter: unknown variant `rate_limiter`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`, `mtls`, `idempotency`",
     ]),
     ("filter global not a list", "filters: { request_id: {} }\n", &[
         "gateway.yaml:1:1: filters: expected a list of filters, e.g. `- request_id: {}`",
     ]),
     ("filter global unknown", "filters:\n  - request_id: {}\n  - gzip: {}\n", &[
-        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`, `mtls`",
+        "gateway.yaml:3:5: filters[1].gzip: unknown variant `gzip`, expected one of `headers`, `jwt`, `request_id`, `rate_limit`, `cache`, `ip_filter`, `cors`, `validate`, `mtls`, `idempotency`",
     ]),
     ("filter without options", "filters:\n  - request_id\n  - request_id:\n", &[
         "gateway.yaml:2:5: filters[0]: a filter is written with its options: `- request_id: {}`",
@@ -167,6 +167,22 @@ const FILTERS: &[Case] = &[
         "gateway.yaml:2:23: filters[0].cors.origins[0]: \"*\" cannot be used with `credentials: true` (browsers refuse it): list the origins",
         "gateway.yaml:3:23: filters[1].cors.origins[0]: \"app.example.com\" is not an origin: write scheme://host[:port] without a path, e.g. https://app.example.com",
         "gateway.yaml:4:13: filters[2].cors.origin: unknown field `origin`, expected one of `origins`, `methods`, `headers`, `expose`, `credentials`, `max_age`",
+    ]),
+    ("idempotency options", "routes:\n  - name: a\n    match: { path: /a, methods: [POST] }\n    upstream: svc\n    filters:\n      - idempotency: { methods: [GET, post], ttl: 8d, max_response: 0B }\n  - name: b\n    match: { path: /b }\n    upstream: svc\n    filters:\n      - idempotency: { on_store_error: fail, required: yes please }\n  - name: c\n    match: { path: /c }\n    upstream: svc\n    filters:\n      - idempotency: { header: X-Key }\n  - name: d\n    match: { path: /d }\n    upstream: svc\n    filters:\n      - idempotency: { methods: [] }\n  - name: e\n    match: { path: /d }\n    upstream: svc\n    filters:\n      - idempotency: { required: true, methods: [POST, PUT, DELETE], ttl: 1s, max_response: 16MiB, on_store_error: allow }\n", &[
+        "gateway.yaml:6:34: routes[0].filters[0].idempotency.methods[0]: GET requests change nothing to repeat: idempotency keys apply to POST, PUT, PATCH, DELETE and other unsafe methods",
+        "gateway.yaml:6:39: routes[0].filters[0].idempotency.methods[1]: invalid method \"post\": write it in capitals, e.g. POST",
+        "gateway.yaml:6:46: routes[0].filters[0].idempotency.ttl: must be between 1s and 7d, got 8d",
+        "gateway.yaml:6:55: routes[0].filters[0].idempotency.max_response: use 1B to 16MiB: a stored answer is held whole in memory and in the store",
+        "gateway.yaml:11:24: routes[1].filters[0].idempotency.on_store_error: unknown variant `fail`, expected `deny` or `allow`",
+        "gateway.yaml:16:24: routes[2].filters[0].idempotency.header: unknown field `header`, expected one of `required`, `methods`, `ttl`, `max_response`, `on_store_error`",
+        "gateway.yaml:21:24: routes[3].filters[0].idempotency.methods: list at least one method, e.g. [POST]",
+    ]),
+    ("idempotency where it can never apply", "auth:\n  keys: [{ id: main, algorithm: HS256, secret: '${FG_SECRET}', sign: true }]\n  token_endpoint: {}\nfilters:\n  - idempotency: {}\nroutes:\n  - { name: a, match: { path: /a, methods: [GET] }, upstream: svc, filters: [{ idempotency: {} }] }\n  - { name: b, match: { path: /b, methods: [PUT, GET] }, upstream: svc, filters: [{ idempotency: { methods: [POST, PATCH] } }] }\n  - { name: c, match: { path: /c, methods: [POST] }, serve: token_endpoint, filters: [{ idempotency: {} }] }\n  - { name: d, match: { path: /d, methods: [PUT] }, upstream: svc, filters: [{ idempotency: { methods: [PUT] } }] }\n  - { name: e, match: { path: /e }, upstream: svc, filters: [{ idempotency: {} }, { jwt: {} }] }\n", &[
+        "gateway.yaml:5:5: filters[0].idempotency: list `idempotency` under the routes it guards: keys are scoped to a route, and only routes with an `upstream` forward requests",
+        "gateway.yaml:7:80: routes[0].filters[0].idempotency: never applies: the route accepts GET and the filter guards POST, PATCH",
+        "gateway.yaml:8:100: routes[1].filters[0].idempotency.methods: never applies: the route accepts PUT, GET and the filter guards POST, PATCH",
+        "gateway.yaml:9:89: routes[2].filters[0].idempotency: `idempotency` guards requests forwarded to an upstream; a `serve:` route answers itself",
+        "gateway.yaml:11:64: routes[4].filters[0].idempotency: runs before `jwt` here, so keys would be scoped to the client address instead of the consumer: list `jwt` first",
     ]),
     ("validate options", "filters:\n  - validate: { schema: { type: 12 } }\n  - validate: { json_schema: missing.json, max_body: 1MiB }\n  - validate: {}\n", &[
         "gateway.yaml:2:17: filters[0].validate.schema: the schema does not compile: 12 is not valid under any of the schemas listed in the 'anyOf' keyword",
