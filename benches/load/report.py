@@ -145,8 +145,9 @@ def main():
 
     print("| scenario | req/s | p50 | p99 | req per CPU-second | CPU µs per request | proxy CPU "
           "| upstream connects per 1k req "
-          "| vs nginx: req/s | per CPU-s | vs bare Pingora: req/s | per CPU-s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| vs nginx: req/s | per CPU-s | vs bare Pingora: req/s | per CPU-s "
+          "| vs its plain self: per CPU-s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in scenarios:
         rps, p50, p99, per_cpu, util, conns = rows[name]
         conns = "–" if conns is None else f"{conns:.1f}"
@@ -155,9 +156,12 @@ def main():
         # bare Pingora has no TLS: only plain fingate rows are compared with it.
         plain = nginx_of(name) == "nginx"
         vs_bare = ratios(name, bare) if name.startswith("fingate") and plain else ["", ""]
+        # `fingate+chain-redis` against `fingate`, `haproxy+chain` against `haproxy`.
+        itself = name.split("+")[0] + name[len(name.split("@")[0]):] if "+" in name else None
+        vs_plain = ratios(name, itself)[1:] if itself else [""]
         print(f"| {name} | {rps:,.0f} | {fmt_ms(p50)} | {fmt_ms(p99)} | {per_cpu:,.0f} | "
               f"{1e6 / per_cpu:.1f} | {util:.0%} | {conns} | "
-              + " | ".join(ratios(name, nginx_of(name)) + vs_bare) + " |")
+              + " | ".join(ratios(name, nginx_of(name)) + vs_bare + vs_plain) + " |")
     for w in warnings:
         print(f"\nWARNING: {w}")
 
