@@ -9,6 +9,7 @@
 use crate::demo::{demo_config, demo_services};
 use crate::harness::*;
 use fantoccini::{Client, ClientBuilder, Locator};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,11 +32,18 @@ fn browser_available() -> bool {
     present
 }
 
-/// A process that is killed when dropped.
+/// A process started in a process group of its own, killed with the whole group
+/// when dropped: chromedriver's Chromium processes outlive chromedriver itself
+/// when the test fails before the browser session is closed.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -69,6 +77,7 @@ fn chromedriver() -> (Killed, u16) {
     let port = free_port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
