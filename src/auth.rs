@@ -13,6 +13,7 @@ pub mod password;
 pub mod settings;
 pub mod throttle;
 pub mod token_endpoint;
+pub mod verified;
 
 pub use settings::AuthConfig;
 

@@ -9,9 +9,10 @@
 //! the reason is counted in `fingate_auth_failures_total{route,reason}`.
 
 use super::{Filter, FilterDeps, FilterError, Flow, HeaderEdit, OptionError};
-use crate::auth::claims::{has_scopes, Audience, Claims};
+use crate::auth::claims::{self, has_scopes, Audience, Claims};
 use crate::auth::keys::{Accept, Key};
 use crate::auth::settings::scope_problem;
+use crate::auth::verified::VerifiedTokens;
 use crate::context::RequestContext;
 use crate::error::{ErrorCode, GatewayError};
 use crate::metrics::metrics;
@@ -120,9 +121,20 @@ struct Identity {
 static CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
 static CONSUMER_SCOPES: HeaderName = HeaderName::from_static("x-consumer-scopes");
 
+/// A token that passed verification, as the cache keeps it.
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    identity: Identity,
+}
+
+/// Tokens a filter keeps verified (per filter, so a reload starts afresh).
+const VERIFIED_TOKENS: usize = 10_000;
+
 #[derive(Debug)]
 pub struct JwtFilter {
     keys: Vec<Arc<Key>>,
+    verified: VerifiedTokens<Arc<Verified>>,
     scopes: Vec<String>,
     /// One counter per reason, resolved for this route at build time.
     failures: Vec<IntCounter>,
@@ -222,6 +234,7 @@ impl JwtFilter {
         );
         Self {
             keys: config.keys.clone(),
+            verified: VerifiedTokens::new(VERIFIED_TOKENS),
             scopes: config.scopes.clone(),
             failures,
             scope_challenge: HeaderValue::from_str(&challenge).unwrap_or_else(|_| {
@@ -239,9 +252,33 @@ impl JwtFilter {
         }
     }
 
-    /// Verifies the request's token: the claims, or why not.
-    pub fn verify(&self, req: &dyn HeaderEdit) -> Result<Claims, Reason> {
+    /// The request's token, verified: from the cache when this filter verified the
+    /// same token before and it has not expired, else checked now (and kept).
+    pub fn verify(&self, req: &dyn HeaderEdit) -> Result<Arc<Verified>, Reason> {
         let token = bearer(req)?;
+        let now = claims::now();
+        if let Some(verified) = self.verified.get(token, now) {
+            return Ok(verified);
+        }
+        let claims = self.verify_token(token)?;
+        let scopes = claims.scope.as_deref().unwrap_or("");
+        let (Ok(id), Ok(scopes)) = (
+            HeaderValue::from_str(&claims.sub),
+            HeaderValue::from_str(scopes),
+        ) else {
+            return Err(Reason::Malformed);
+        };
+        let exp = claims.exp;
+        let verified = Arc::new(Verified {
+            claims,
+            identity: Identity { id, scopes },
+        });
+        self.verified.insert(token, verified.clone(), exp, now);
+        Ok(verified)
+    }
+
+    /// Verifies a token's signature and claims (no cache): the claims, or why not.
+    pub fn verify_token(&self, token: &str) -> Result<Claims, Reason> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Reason::Malformed)?;
         let key = self.key_for(&header).ok_or(Reason::UnknownKey)?;
         let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
@@ -322,22 +359,15 @@ impl Filter for JwtFilter {
         req: &mut dyn HeaderEdit,
         ctx: &mut RequestContext,
     ) -> Result<Flow, FilterError> {
-        let claims = match self.verify(req) {
-            Ok(c) => c,
+        let verified = match self.verify(req) {
+            Ok(v) => v,
             Err(reason) => return Ok(self.refuse(reason)),
         };
-        if !has_scopes(claims.scope.as_deref(), &self.scopes) {
+        if !has_scopes(verified.claims.scope.as_deref(), &self.scopes) {
             return Ok(self.refuse(Reason::InsufficientScope));
         }
-        let scopes = claims.scope.as_deref().unwrap_or("");
-        let (Ok(id), Ok(scopes)) = (
-            HeaderValue::from_str(&claims.sub),
-            HeaderValue::from_str(scopes),
-        ) else {
-            return Ok(self.refuse(Reason::Malformed));
-        };
-        ctx.extensions.insert(Identity { id, scopes });
-        ctx.consumer = Some(claims.sub);
+        ctx.extensions.insert(verified.identity.clone());
+        ctx.consumer = Some(verified.claims.sub.clone());
         Ok(Flow::Continue)
     }
 

@@ -119,7 +119,7 @@ fn claims_are_checked() {
             }
         }
         f.verify(&with_auth(&format!("Bearer {}", token(c))))
-            .map(|c| c.sub)
+            .map(|v| v.claims.sub.clone())
     };
     assert_eq!(check(json!({})), Ok("alice".into()));
     assert_eq!(
@@ -174,4 +174,51 @@ async fn a_missing_scope_is_403() {
 fn jwt_without_keys_is_a_config_error() {
     let e = JwtFilter::new(&JwtOptions::default(), &FilterDeps::standalone()).unwrap_err();
     assert!(e[0].message.contains("auth.keys"), "{e:?}");
+}
+
+#[test]
+fn a_verified_token_is_answered_from_the_cache_until_its_exp() {
+    let f = filter(&[]);
+    let exp = now() + 100;
+    let t = token(json!({"sub": "alice", "exp": exp, "iss": "fingate", "aud": "api"}));
+    let req = with_auth(&format!("Bearer {t}"));
+    let first = f.verify(&req).unwrap();
+    let again = f.verify(&req).unwrap();
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "the second request is a cache hit"
+    );
+    assert!(f.verified.get(&t, exp - 1).is_some());
+    assert!(f.verified.get(&t, exp).is_none(), "never past exp");
+}
+
+#[test]
+fn a_token_differing_in_one_byte_from_a_cached_one_is_verified_again() {
+    let f = filter(&[]);
+    let t = token(json!({"sub": "alice", "exp": now() + 100, "iss": "fingate", "aud": "api"}));
+    assert!(f.verify(&with_auth(&format!("Bearer {t}"))).is_ok());
+    // One character inside the signature (its last one has unused bits).
+    let i = t.len() - 5;
+    let other = if &t[i..=i] == "A" { "B" } else { "A" };
+    let forged = format!("{}{other}{}", &t[..i], &t[i + 1..]);
+    assert_eq!(
+        f.verify(&with_auth(&format!("Bearer {forged}"))).err(),
+        Some(Reason::BadSignature)
+    );
+}
+
+#[tokio::test]
+async fn the_routes_scopes_are_checked_on_every_request_cached_or_not() {
+    let f = filter(&["payments:write"]);
+    let t = token(
+        json!({"sub": "a", "exp": now() + 60, "iss": "fingate", "aud": "api", "scope": "accounts:read"}),
+    );
+    for _ in 0..2 {
+        let mut ctx = RequestContext::new(http::Method::GET, "/".into());
+        let flow = f
+            .request(&mut with_auth(&format!("Bearer {t}")), &mut ctx)
+            .await
+            .unwrap();
+        assert!(matches!(flow, Flow::Reject(r) if r.status == http::StatusCode::FORBIDDEN));
+    }
 }
