@@ -22,6 +22,7 @@ use crate::error::{ErrorCode, GatewayError, LocalResponse};
 use crate::normalize::normalize_path;
 use crate::routing::Lookup;
 use crate::runtime::{Route, Runtime, Target};
+use crate::trace::{RequestTrace, TRACESTATE};
 use http::{header, HeaderValue, Method};
 use pingora::proxy::Session;
 use pingora::Result;
@@ -167,6 +168,13 @@ fn admit(
     // Pingora keeps the bytes read past this request for the next one instead of
     // dropping the connection (the shield tells the requests apart on the raw bytes).
     session.set_pipelining_enabled(true);
+    if let Some(tracer) = &runtime.tracer {
+        let (trace, drop_state) = RequestTrace::begin(tracer, &session.req_header().headers);
+        if drop_state {
+            session.req_header_mut().remove_header(TRACESTATE);
+        }
+        ctx.trace = Some(trace);
+    }
     let req = session.req_header();
     ctx.req.method = req.method.clone();
     ctx.peer_ip = session
