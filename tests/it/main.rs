@@ -5,6 +5,7 @@
 
 mod curl;
 mod harness;
+mod otlp;
 mod redis;
 // Some helpers are for the listener's tests (`CertFiles::yaml`), not written yet.
 #[allow(dead_code)]
@@ -33,6 +34,7 @@ mod rate_limit;
 mod routing;
 mod tls;
 mod token_endpoint;
+mod trace_context;
 mod upstream_tls;
 mod upstreams;
 mod validate;
