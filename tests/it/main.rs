@@ -13,6 +13,7 @@ mod testca;
 
 mod abuse;
 mod admin;
+mod audit;
 mod authkit;
 mod cache;
 mod cli;
@@ -30,7 +31,9 @@ mod layers;
 mod lifecycle;
 mod lockout;
 mod mtls;
+mod prometheus;
 mod rate_limit;
+mod redact;
 mod routing;
 mod tls;
 mod token_endpoint;
