@@ -1,7 +1,8 @@
 //! The request phase of one request as named steps, read top to bottom in
 //! [`request_phase`]:
 //!
-//! 1. **admit** — edge checks on the head, the normalised path, the client address;
+//! 1. **admit** — the trace context, edge checks on the head, the normalised path,
+//!    the client address;
 //! 2. **route** — the matched route (404 / 405 otherwise) and the path to send
 //!    upstream; a CORS preflight is answered here by the route it asks about;
 //! 3. **filters** — the route's filter chain, which may answer; then the declared
