@@ -10,6 +10,22 @@
 //! level filter: `FINGATE_LOG=warn` quiets the gateway, never its audit trail.
 //! A line holds names and codes only — never a password, key, token or message
 //! text (which may quote what was sent).
+//!
+//! An admin handler records its action once it knows the outcome, e.g. a token
+//! revocation (`origin` is what the admin listener made for the request):
+//!
+//! ```
+//! use fingate::logging::audit::{Action, AdminAction, Origin, Outcome};
+//! let origin = Origin::admin_api("10.0.0.7".parse().ok());
+//! AdminAction {
+//!     action: Action::TokenRevoked,
+//!     target: "jti:0f3c…",          // or "sub:mobile-app"; never the token itself
+//!     outcome: Outcome::Ok,        // or Outcome::Error("store_unavailable")
+//!     origin,
+//!     details: &[],
+//! }
+//! .record();
+//! ```
 
 use std::io::Write;
 use std::net::IpAddr;
