@@ -3,6 +3,7 @@
 //! Served only on `admin.address`, never on a public listener.
 
 use crate::error::{ErrorCode, GatewayError};
+use crate::logging::audit::{Action, AdminAction, Origin, Outcome};
 use crate::metrics::metrics;
 use crate::runtime::{Gateway, ReloadError, Runtime};
 use async_trait::async_trait;
@@ -120,6 +121,13 @@ impl AdminApp {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_owned();
         let runtime = self.gateway.current();
+        // For the audit log: who asked.
+        let origin = Origin::admin_api(
+            session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+        );
         match (method, path.as_str()) {
             (Method::GET, "/metrics") => {
                 runtime.cache.update_gauge();
@@ -133,12 +141,12 @@ impl AdminApp {
                     return refusal;
                 }
                 if p == "/admin/cache" {
-                    return purge_cache(&m, session.req_header().uri.query(), &runtime);
+                    return purge_cache(&m, session.req_header().uri.query(), &runtime, origin);
                 }
                 if p == "/admin/consumers" || p.starts_with("/admin/consumers/") {
-                    return consumers::handle(&m, p, &body, &runtime.auth).await;
+                    return consumers::handle(&m, p, &body, &runtime.auth, origin).await;
                 }
-                self.admin_api(&m, p, &runtime)
+                self.admin_api(&m, p, &runtime, origin)
             }
             (_, "/metrics" | "/healthz" | "/readyz") => method_not_allowed("GET"),
             _ => error(GatewayError::new(ErrorCode::RouteNotFound, "admin endpoints: /metrics, /healthz, /readyz, /admin/routes, /admin/upstreams, /admin/reload")),
@@ -148,7 +156,12 @@ impl AdminApp {
 
 /// `DELETE /admin/cache[?prefix=/api/...]`: drops every entry, or those whose
 /// client-facing path starts with the prefix.
-fn purge_cache(method: &Method, query: Option<&str>, runtime: &Runtime) -> Response<Vec<u8>> {
+fn purge_cache(
+    method: &Method,
+    query: Option<&str>,
+    runtime: &Runtime,
+    origin: Origin,
+) -> Response<Vec<u8>> {
     if method != Method::DELETE {
         return method_not_allowed("DELETE");
     }
@@ -164,6 +177,14 @@ fn purge_cache(method: &Method, query: Option<&str>, runtime: &Runtime) -> Respo
     }
     let purged = runtime.cache.purge(prefix.as_deref());
     tracing::info!(prefix = prefix.as_deref(), purged, "cache purged");
+    AdminAction {
+        action: Action::CachePurged,
+        target: prefix.as_deref().unwrap_or("*"),
+        outcome: Outcome::Ok,
+        origin,
+        details: &[("purged", purged.into())],
+    }
+    .record();
     json_response(
         StatusCode::OK,
         &json!({ "result": "ok", "prefix": prefix, "purged": purged }),
@@ -207,13 +228,19 @@ fn method_not_allowed(allow: &'static str) -> Response<Vec<u8>> {
 }
 
 impl AdminApp {
-    fn admin_api(&self, method: &Method, path: &str, runtime: &Runtime) -> Response<Vec<u8>> {
+    fn admin_api(
+        &self,
+        method: &Method,
+        path: &str,
+        runtime: &Runtime,
+        origin: Origin,
+    ) -> Response<Vec<u8>> {
         match (method, path) {
             (&Method::GET, "/admin/routes") => json_response(StatusCode::OK, &routes_json(runtime)),
             (&Method::GET, "/admin/upstreams") => {
                 json_response(StatusCode::OK, &upstreams_json(runtime))
             }
-            (&Method::POST, "/admin/reload") => match self.gateway.reload() {
+            (&Method::POST, "/admin/reload") => match self.gateway.reload(origin) {
                 Ok(summary) => json_response(
                     StatusCode::OK,
                     &json!({ "result": "ok", "summary": summary }),

@@ -62,6 +62,10 @@ pub struct Config {
     pub secrets: Secrets,
     /// The demo secrets in force (only with `Secrets::Demo`), for a warning.
     pub demo_secrets: Vec<ConfigError>,
+    /// `logging:`: what the access log redacts.
+    pub logging: crate::logging::redact::LoggingConfig,
+    /// `tracing:`; None: no trace context, no spans.
+    pub tracing: Option<crate::trace::TracingConfig>,
 }
 
 /// The response cache shared by every route's `cache` filter.

@@ -18,7 +18,7 @@
 //! 5. `config` — the file, validated
 //! 4. `filter` — the plug-in seam
 //! 3. `auth`, `upstream`, `edge` — the domain
-//! 2. `context`, `normalize`, `routing`, `cache`, `store`, `logging` — pure cores and shared state
+//! 2. `context`, `normalize`, `routing`, `cache`, `store`, `logging`, `trace` — pure cores and shared state
 //! 1. `error`, `clock`, `units`, `yaml`, `metrics`, `background` — leaves
 
 pub mod admin;
@@ -40,6 +40,7 @@ pub mod routing;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod trace;
 pub mod units;
 pub mod upstream;
 pub mod yaml;

@@ -4,6 +4,8 @@
 //! writer ([`access`]); the level filter decides whether it is on.
 
 pub mod access;
+pub mod audit;
+pub mod redact;
 
 use tracing_subscriber::EnvFilter;
 

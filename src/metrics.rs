@@ -33,6 +33,8 @@ pub struct Metrics {
     pub access_log_dropped_total: IntCounter,
     pub tls_handshakes_total: IntCounterVec,
     pub tls_certificate_expiry_timestamp_seconds: IntGaugeVec,
+    pub trace_spans_exported_total: IntCounter,
+    pub trace_spans_dropped_total: IntCounterVec,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -189,6 +191,22 @@ impl Metrics {
             "When each certificate in use expires (Unix time), by its first DNS name (else its subject).",
             &["name"],
         );
+        let trace_spans_exported_total = IntCounter::new(
+            "fingate_trace_spans_exported_total",
+            "Spans the OTLP collector accepted.",
+        )
+        .unwrap_or_else(|e| unreachable_metric("fingate_trace_spans_exported_total", e));
+        register(
+            &r,
+            Box::new(trace_spans_exported_total.clone()),
+            "fingate_trace_spans_exported_total",
+        );
+        let trace_spans_dropped_total = counter(
+            &r,
+            "fingate_trace_spans_dropped_total",
+            "Spans not exported, by reason (queue_full: the exporter fell behind; export_failed: the collector did not accept them in time).",
+            &["reason"],
+        );
         Self {
             registry: r,
             requests_total,
@@ -208,6 +226,8 @@ impl Metrics {
             access_log_dropped_total,
             tls_handshakes_total,
             tls_certificate_expiry_timestamp_seconds,
+            trace_spans_exported_total,
+            trace_spans_dropped_total,
         }
     }
 
@@ -278,6 +298,9 @@ mod tests {
             .inc();
         m.store_errors_total.with_label_values(&["get"]).inc();
         m.cache_lookups_total.with_label_values(&["r", "hit"]).inc();
+        m.trace_spans_dropped_total
+            .with_label_values(&["queue_full"])
+            .inc();
         let text = String::from_utf8(m.render()).unwrap_or_default();
         for name in [
             "fingate_requests_total{",
@@ -297,6 +320,8 @@ mod tests {
             "fingate_access_log_dropped_total ",
             "fingate_tls_handshakes_total{listener=\"127.0.0.1:8443\",result=\"ok\"} 1",
             "fingate_tls_certificate_expiry_timestamp_seconds{name=\"api.example.com\"} 1900000000",
+            "fingate_trace_spans_exported_total ",
+            "fingate_trace_spans_dropped_total{reason=\"queue_full\"} 1",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -16,6 +16,7 @@ use crate::context::RequestContext;
 use crate::edge::{forwarded, shield};
 use crate::metrics::{metrics, Outcome};
 use crate::runtime::{Gateway, Route, Runtime};
+use crate::trace::{RequestTrace, TRACEPARENT};
 use crate::upstream::attempt::HashInput;
 use crate::upstream::ActiveGuard;
 use async_trait::async_trait;
@@ -50,6 +51,9 @@ fn connect_failed(ctx: &mut Ctx) -> bool {
     else {
         return false;
     };
+    if let Some(trace) = &mut ctx.trace {
+        trace.attempt_failed("connect_error");
+    }
     group.report_connect_failure(index);
     group.targets[index].counters.inc(Outcome::ConnectError);
     ctx.active = None;
@@ -88,6 +92,8 @@ pub struct Ctx {
     handback: Option<tokio::sync::oneshot::Sender<Box<Ctx>>>,
     /// How a detached exchange failed, for the client side's record.
     detached_error: Option<ErrorType>,
+    /// The request's trace (with a `tracing:` section).
+    trace: Option<RequestTrace>,
 }
 
 impl Ctx {
@@ -114,6 +120,7 @@ impl Ctx {
             settled: false,
             handback: None,
             detached_error: None,
+            trace: None,
         }
     }
 
@@ -208,6 +215,9 @@ impl ProxyHttp for Proxy {
         };
         ctx.tried.push(attempt.index);
         ctx.target = Some(attempt.index);
+        if let Some(trace) = &mut ctx.trace {
+            trace.begin_attempt(attempt.address);
+        }
         ctx.active = group.begin_request(attempt.index);
         Ok(Box::new(peer::peer(group, &attempt)))
     }
@@ -234,6 +244,9 @@ impl ProxyHttp for Proxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if let Some(trace) = &mut ctx.trace {
+            trace.attempt_failed(e.etype().as_str());
+        }
         if let Some(alert) = failure::late_tls_refusal(&e).filter(|_| !ctx.req.upstream_responded) {
             // Judged as the connect failure it is: the target is taken out, and
             // another one is tried (the request was never read) if the body
@@ -274,6 +287,10 @@ impl ProxyHttp for Proxy {
                 upstream.insert_header(name, value)?;
             }
         }
+        if let Some(trace) = &ctx.trace {
+            // The service's spans hang under this attempt's client span.
+            upstream.insert_header(TRACEPARENT, trace.upstream_traceparent())?;
+        }
         if let Some(target) = ctx.upstream_target.as_deref() {
             let uri = http::Uri::try_from(target).map_err(|e| {
                 Error::because(
@@ -299,6 +316,9 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         ctx.req.upstream_responded = true;
+        if let Some(trace) = &mut ctx.trace {
+            trace.attempt_answered(resp.status.as_u16());
+        }
         for name in forwarded::response_hop_by_hop(&resp.headers) {
             resp.remove_header(&name);
         }

@@ -10,9 +10,11 @@ use crate::config::{self, Builtin, Config, ConfigErrors, RouteConfig, RouteTarge
 use crate::filter::chain::FilterChain;
 use crate::filter::mtls::ClientCertIndex;
 use crate::filter::{FilterDeps, FilterFile};
+use crate::logging::audit::{Action, AdminAction, Origin, Outcome};
 use crate::metrics::{metrics, RequestCounters};
-use crate::routing::{Rewrite, RouteTable};
+use crate::routing::{PathPattern, Rewrite, RouteTable};
 use crate::store::{self, Store};
+use crate::trace::Tracer;
 use crate::upstream::{health, UpstreamGroup};
 use arc_swap::ArcSwap;
 use prometheus::Histogram;
@@ -41,6 +43,11 @@ pub struct Route {
     pub duration: Histogram,
     /// `fingate_requests_total` children of this route, kept resolved.
     pub requests: RequestCounters,
+    /// The match pattern as spans name it (`http.route`): `/api/payments/{id}`,
+    /// or `/api/*` for a prefix.
+    pub pattern: Arc<str>,
+    /// Segments of the path the access log hashes (`logging.redact.path_params`).
+    pub redacted_segments: Box<[usize]>,
 }
 
 impl Route {
@@ -67,6 +74,8 @@ pub struct Runtime {
     pub cache: Arc<Cache>,
     /// Keys, consumers, the token endpoint.
     pub auth: Arc<crate::auth::AuthRuntime>,
+    /// Trace context and sampling; None without a `tracing:` section.
+    pub tracer: Option<Tracer>,
 }
 
 /// A config that validation did not make: a route names an upstream group the
@@ -149,6 +158,13 @@ impl Runtime {
                 .map(|f| f.checked.build(&deps))
                 .collect();
             let filters = FilterChain::new(filters);
+            let (pattern, redacted_segments) = match &r.spec.pattern {
+                PathPattern::Exact(p) => (Arc::from(p.as_str()), config.logging.redact.segments(p)),
+                PathPattern::Prefix(p) => (
+                    Arc::from(format!("{}/*", p.trim_end_matches('/')).as_str()),
+                    Box::default(),
+                ),
+            };
             let route = Route {
                 name,
                 target,
@@ -159,11 +175,15 @@ impl Runtime {
                     .request_duration_seconds
                     .with_label_values(&[&r.name]),
                 requests: RequestCounters::new(&r.name),
+                pattern,
+                redacted_segments,
             };
             routes.push(Arc::new(route));
         }
         cache.retain(&fingerprints);
+        let tracer = config.tracing.as_ref().map(Tracer::from_config);
         Ok(Self {
+            tracer,
             table: config.table.clone(),
             config,
             routes,
@@ -244,6 +264,7 @@ impl Gateway {
         let config_path = config.source.file.clone();
         metrics().set_config_hash(&config.source.hash);
         publish_certificates(&config);
+        configure_tracing(&config);
         let runtime = Runtime::build(config, None)?;
         runtime.start_health_checks();
         Ok(Arc::new(Self {
@@ -258,8 +279,9 @@ impl Gateway {
         self.current.load_full()
     }
 
-    /// Re-reads the config file and swaps it in; on any error the running config stays.
-    pub fn reload(&self) -> Result<ReloadSummary, ReloadError> {
+    /// Re-reads the config file and swaps it in; on any error the running config
+    /// stays. Either way the audit log gets a line saying who asked.
+    pub fn reload(&self, origin: Origin) -> Result<ReloadSummary, ReloadError> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         // A gateway started with `--demo` stays one; any other refuses demo secrets
         // on reload as at start.
@@ -272,6 +294,21 @@ impl Gateway {
             .config_reloads_total
             .with_label_values(&[label])
             .inc();
+        let file = self.config_path.display().to_string();
+        let hash = result.as_ref().map(|s| s.hash.clone()).unwrap_or_default();
+        let details = [("hash", serde_json::Value::from(hash))];
+        AdminAction {
+            action: Action::Reload,
+            target: &file,
+            outcome: match &result {
+                Ok(_) => Outcome::Ok,
+                Err(ReloadError::Invalid(_)) => Outcome::Error("invalid_config"),
+                Err(ReloadError::Build(_)) => Outcome::Error("reload_failed"),
+            },
+            origin,
+            details: if result.is_ok() { &details } else { &[] },
+        }
+        .record();
         match &result {
             Ok(s) => tracing::info!(
                 hash = %s.hash, added = ?s.routes_added, removed = ?s.routes_removed,
@@ -291,6 +328,7 @@ impl Gateway {
         let summary = summarize(&old.config, &config);
         metrics().set_config_hash(&config.source.hash);
         publish_certificates(&config);
+        configure_tracing(&config);
         let next = Runtime::build(config, Some(&old))?;
         next.start_health_checks();
         let next = Arc::new(next);
@@ -316,6 +354,11 @@ fn publish_certificates(config: &Config) {
         .values()
         .filter_map(|u| u.tls.as_ref()?.client_cert.as_ref());
     metrics().set_certificates(served.chain(presented).map(|c| (c.label(), c.not_after)));
+}
+
+/// Where spans are exported (or that they are not), as the config says.
+fn configure_tracing(config: &Config) {
+    crate::trace::configure_export(config.tracing.as_ref().and_then(|t| t.export_settings()));
 }
 
 /// The upstream group settings a route sends to (None for a built-in endpoint).
@@ -367,6 +410,8 @@ fn summarize(old: &Config, new: &Config) -> ReloadSummary {
             old.trusted_proxies != new.trusted_proxies,
         ),
         ("shutdown", old.shutdown_grace != new.shutdown_grace),
+        ("logging", old.logging != new.logging),
+        ("tracing", old.tracing != new.tracing),
     ] {
         if changed {
             s.settings_changed.push(name);

@@ -75,7 +75,7 @@ cleanup() {
   trap - EXIT INT TERM
   # SIGINT stops Pingora (and fingate) at once; SIGTERM is nginx's fast shutdown.
   for name in "${!PID[@]}"; do
-    case $name in nginx*|origin) kill -TERM "${PID[$name]}" 2>/dev/null || true ;;
+    case $name in nginx*|origin|otlp) kill -TERM "${PID[$name]}" 2>/dev/null || true ;;
                   *)            kill -INT  "${PID[$name]}" 2>/dev/null || true ;; esac
   done
   wait 2>/dev/null || true
@@ -85,7 +85,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Free loopback ports, one per name (the kernel picks them; a tiny race is acceptable).
-names=(origin redis "${SCENARIOS[@]}")
+names=(origin redis otlp "${SCENARIOS[@]}")
 for s in "${SCENARIOS[@]}"; do [[ $s == fingate* ]] && names+=("$s-admin"); done
 # A TLS fingate keeps the plain listener of the `fingate` scenario: `$s-plain`.
 for s in "${TLS_SCENARIOS[@]}"; do [[ $s == fingate* ]] && names+=("$s-plain"); done
@@ -260,6 +260,12 @@ request = function()
   return wrk.format()
 end
 LUA
+# Tracing: spans exported to benches/load/otlp_sink.py (started on core 0 when a
+# scenario exports).
+trace_section() {
+  local ratio=$1
+  printf 'tracing: { otlp_endpoint: "http://127.0.0.1:%s/v1/traces", sample_ratio: %s }' "${PORT[otlp]}" "$ratio"
+}
 REDIS_STORE="{ backend: redis, url: \"redis://127.0.0.1:${PORT[redis]}/0\" }"
 FILTERS="filters:
   - request_id: {}
@@ -397,6 +403,10 @@ if [[ " ${SCENARIOS[*]} " == *-redis* || " ${SCENARIOS[*]} " == *express* ]]; th
   PID[redis]=$!
   for _ in $(seq 1 100); do redis-cli -p "${PORT[redis]}" PING 2>/dev/null | grep -q PONG && break; sleep 0.1; done
 fi
+if [[ " ${SCENARIOS[*]} " == *fingate+trace-* ]]; then
+  "${PRIO_CMD[@]}" taskset -c $LOAD_CORE python3 benches/load/otlp_sink.py "${PORT[otlp]}" 2> "$WORK/otlp.log" &
+  PID[otlp]=$!
+fi
 for s in "${SCENARIOS[@]}"; do
   bin=$BIN; [[ $s == *@B ]] && bin=$COMPARE
   case $s in
@@ -421,6 +431,8 @@ for s in "${SCENARIOS[@]}"; do
         fingate+idem*) route=$IDEMPOTENCY ;;
         fingate+replay*) route=$REPLAY ;;
         fingate+chain*) global=$CHAIN_AUTH route=$CHAIN ;;
+        fingate+propagate) global="tracing: {}" ;;
+        fingate+trace-*) global=$(trace_section "${s#fingate+trace-}") ;;
       esac
       fingate_conf "$s" "$global" "$route" ${store:+"$store"}
       # `-nolog`: the access log off.

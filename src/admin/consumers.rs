@@ -7,6 +7,7 @@ use crate::auth::consumers::{Consumer, ConsumerStoreError};
 use crate::auth::settings::{scope_problem, username_problem};
 use crate::auth::{password, AuthRuntime};
 use crate::error::{ErrorCode, GatewayError};
+use crate::logging::audit::{Action, AdminAction, Origin, Outcome};
 use http::{Method, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -22,6 +23,28 @@ struct NewConsumer {
     /// Registered but refused at login, like a wrong password (as in the file).
     #[serde(default)]
     disabled: bool,
+}
+
+/// The audit line of a change to the run-time consumers (`code`: None when it
+/// succeeded, else the error code it was refused with).
+fn audit(action: Action, username: &str, code: Option<ErrorCode>, origin: Origin) {
+    AdminAction {
+        action,
+        target: username,
+        outcome: code.map_or(Outcome::Ok, |c| Outcome::Error(c.as_str())),
+        origin,
+        details: &[],
+    }
+    .record();
+}
+
+fn store_error_code(e: &ConsumerStoreError) -> ErrorCode {
+    match e {
+        ConsumerStoreError::ReadOnly(_) => ErrorCode::ReadOnly,
+        ConsumerStoreError::Exists(_) => ErrorCode::Exists,
+        ConsumerStoreError::Unavailable(_) => ErrorCode::StoreUnavailable,
+        ConsumerStoreError::Corrupt(_) => ErrorCode::InternalError,
+    }
 }
 
 fn store_error(e: &ConsumerStoreError) -> Response<Vec<u8>> {
@@ -41,6 +64,7 @@ pub(super) async fn handle(
     path: &str,
     body: &[u8],
     auth: &AuthRuntime,
+    origin: Origin,
 ) -> Response<Vec<u8>> {
     let store = &auth.consumers;
     match (method, path.strip_prefix("/admin/consumers")) {
@@ -87,13 +111,23 @@ pub(super) async fn handle(
                 scopes: new.scopes,
                 disabled: new.disabled,
             };
-            match store.add(consumer).await {
+            let added = store.add(consumer).await;
+            let code = added.as_ref().err().map(store_error_code);
+            audit(Action::ConsumerAdded, &new.username, code, origin);
+            match added {
                 Ok(()) => json_response(StatusCode::CREATED, &json!({ "username": new.username })),
                 Err(e) => store_error(&e),
             }
         }
         (&Method::DELETE, Some(rest)) if rest.len() > 1 && rest.starts_with('/') => {
-            match store.remove(&rest[1..]).await {
+            let removed = store.remove(&rest[1..]).await;
+            let code = match &removed {
+                Ok(true) => None,
+                Ok(false) => Some(ErrorCode::NotFound),
+                Err(e) => Some(store_error_code(e)),
+            };
+            audit(Action::ConsumerRemoved, &rest[1..], code, origin);
+            match removed {
                 Ok(true) => json_response(StatusCode::OK, &json!({ "removed": &rest[1..] })),
                 Ok(false) => error(GatewayError::new(
                     ErrorCode::NotFound,

@@ -24,6 +24,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "cache",
     "auth",
     "consumers",
+    "logging",
+    "tracing",
 ];
 
 #[derive(Debug, Clone, Deserialize)]

@@ -22,6 +22,9 @@ mod routes;
 mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
+mod tests_observability;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests_routes;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -139,6 +142,9 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
     check_cache_after_auth(&filters, &routes, &mut errors);
     check_global_idempotency(&filters, &mut errors);
     check_mtls(&listen, &consumers, &filters, &routes, &mut errors);
+    let tracing = crate::trace::tracing_settings(take("tracing"), &mut errors);
+    let route_params = routes.iter().flat_map(|r| r.spec.pattern.param_names());
+    let logging = crate::logging::redact::settings(take("logging"), route_params, &mut errors);
 
     match table {
         Some(table) if errors.is_empty() => Ok(Config {
@@ -159,6 +165,8 @@ pub(super) fn validate(root: Value, source: Source) -> Result<Config, Errors> {
             consumers,
             secrets: Secrets::Production,
             demo_secrets: Vec::new(),
+            logging,
+            tracing,
         }),
         // Without a table (no valid route), `routes` was reported.
         _ => Err(errors),

@@ -36,6 +36,8 @@ pub struct Entry<'a> {
     pub route: &'a str,
     pub method: &'a str,
     pub path: &'a str,
+    /// The query string (without `?`), with `logging.redact.query` values hashed.
+    pub query: Option<&'a str>,
     pub client: Option<IpAddr>,
     /// The HTTP version the client spoke: `1.1`, `2` (or `1.0`).
     pub http: &'a str,
@@ -47,6 +49,8 @@ pub struct Entry<'a> {
     pub consumer: Option<&'a str>,
     pub cache: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// The W3C trace id (32 hex digits), with tracing on.
+    pub trace_id: Option<&'a str>,
 }
 
 struct Sink {
@@ -299,12 +303,14 @@ enum Value<'a> {
 }
 
 /// The request's fields in line order; absent ones are left out of the line.
-fn fields<'a>(e: &Entry<'a>) -> [(&'static str, Option<Value<'a>>); 13] {
+fn fields<'a>(e: &Entry<'a>) -> [(&'static str, Option<Value<'a>>); 15] {
     [
         ("request_id", Some(Value::Str(e.request_id))),
+        ("trace_id", e.trace_id.map(Value::Str)),
         ("route", Some(Value::Str(e.route))),
         ("method", Some(Value::Str(e.method))),
         ("path", Some(Value::Str(e.path))),
+        ("query", e.query.map(Value::Str)),
         ("client", e.client.map(Value::Ip)),
         ("http", Some(Value::Str(e.http))),
         ("tls", e.tls.map(Value::Str)),
@@ -388,6 +394,8 @@ mod tests {
             consumer: Some("mobile-app"),
             cache: None,
             error: None,
+            trace_id: None,
+            query: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The request phase of one request as named steps, read top to bottom in
 //! [`request_phase`]:
 //!
-//! 1. **admit** — edge checks on the head, the normalised path, the client address;
+//! 1. **admit** — the trace context, edge checks on the head, the normalised path,
+//!    the client address;
 //! 2. **route** — the matched route (404 / 405 otherwise) and the path to send
 //!    upstream; a CORS preflight is answered here by the route it asks about;
 //! 3. **filters** — the route's filter chain, which may answer; then the declared
@@ -22,6 +23,7 @@ use crate::error::{ErrorCode, GatewayError, LocalResponse};
 use crate::normalize::normalize_path;
 use crate::routing::Lookup;
 use crate::runtime::{Route, Runtime, Target};
+use crate::trace::{RequestTrace, TRACESTATE};
 use http::{header, HeaderValue, Method};
 use pingora::proxy::Session;
 use pingora::Result;
@@ -167,6 +169,13 @@ fn admit(
     // Pingora keeps the bytes read past this request for the next one instead of
     // dropping the connection (the shield tells the requests apart on the raw bytes).
     session.set_pipelining_enabled(true);
+    if let Some(tracer) = &runtime.tracer {
+        let (trace, drop_state) = RequestTrace::begin(tracer, &session.req_header().headers);
+        if drop_state {
+            session.req_header_mut().remove_header(TRACESTATE);
+        }
+        ctx.trace = Some(trace);
+    }
     let req = session.req_header();
     ctx.req.method = req.method.clone();
     ctx.peer_ip = session

@@ -6,6 +6,7 @@
 //! left (or when the grace period ends). SIGQUIT hands the listening sockets to a
 //! new process started with `fingate run --upgrade`, then drains the same way.
 
+use crate::logging::audit::Origin;
 use crate::metrics::metrics;
 use crate::runtime::Gateway;
 use async_trait::async_trait;
@@ -111,7 +112,7 @@ impl BackgroundService for ReloadOnSighup {
             tokio::select! {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP received: reloading the configuration");
-                    reload_off_thread(&self.gateway).await;
+                    reload_off_thread(&self.gateway, Origin::SIGHUP).await;
                 }
                 _ = shutdown.changed() => return,
             }
@@ -120,9 +121,9 @@ impl BackgroundService for ReloadOnSighup {
 }
 
 /// Parsing and building run on a blocking thread, off the request threads.
-async fn reload_off_thread(gateway: &Arc<Gateway>) {
+async fn reload_off_thread(gateway: &Arc<Gateway>, origin: Origin) {
     let gateway = gateway.clone();
-    if let Err(e) = tokio::task::spawn_blocking(move || gateway.reload()).await {
+    if let Err(e) = tokio::task::spawn_blocking(move || gateway.reload(origin)).await {
         tracing::error!(error = %e, "reload task failed");
     }
 }
@@ -197,7 +198,7 @@ impl BackgroundService for WatchConfig {
                 named_file_changed = false;
                 if !unchanged {
                     tracing::info!(file = %self.path.display(), "configuration or a file it names changed");
-                    reload_off_thread(&self.gateway).await;
+                    reload_off_thread(&self.gateway, Origin::WATCH).await;
                     // The files named may be others now.
                     seen = self.fingerprints();
                 }

@@ -5,6 +5,7 @@
 
 mod curl;
 mod harness;
+mod otlp;
 mod redis;
 // Some helpers are for the listener's tests (`CertFiles::yaml`), not written yet.
 #[allow(dead_code)]
@@ -12,6 +13,7 @@ mod testca;
 
 mod abuse;
 mod admin;
+mod audit;
 mod authkit;
 mod cache;
 mod cli;
@@ -29,10 +31,13 @@ mod layers;
 mod lifecycle;
 mod lockout;
 mod mtls;
+mod prometheus;
 mod rate_limit;
+mod redact;
 mod routing;
 mod tls;
 mod token_endpoint;
+mod trace_context;
 mod upstream_tls;
 mod upstreams;
 mod validate;

@@ -151,7 +151,7 @@ const CASES: &[Case] = &[
     // --- the file as a whole
     ("minimal config is valid", "", &[]),
     ("unknown top-level key", "listn: [{ address: 127.0.0.1:8080 }]\n", &[
-        "gateway.yaml:1:1: listn: unknown key \"listn\" (expected one of: listen, admin, threads, store, upstreams, filters, routes, limits, trusted_proxies, shutdown, cache, auth, consumers)",
+        "gateway.yaml:1:1: listn: unknown key \"listn\" (expected one of: listen, admin, threads, store, upstreams, filters, routes, limits, trusted_proxies, shutdown, cache, auth, consumers, logging, tracing)",
     ]),
     ("wrong type for a section", "threads: many\n", &[
         "gateway.yaml:1:1: threads: invalid type: string \"many\", expected a whole number 0 or more",
