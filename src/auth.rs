@@ -10,6 +10,7 @@ pub mod claims;
 pub mod consumers;
 pub mod keys;
 pub mod password;
+pub mod remote;
 pub mod settings;
 pub mod throttle;
 pub mod token_endpoint;
@@ -33,6 +34,8 @@ pub struct AuthRuntime {
     pub config: Arc<AuthConfig>,
     pub consumers: Arc<dyn ConsumerStore>,
     pub token_endpoint: Option<TokenEndpoint>,
+    /// The key sets fetched from identity providers (`jwks_url`).
+    pub remote: Arc<remote::RemoteKeySets>,
 }
 
 impl AuthRuntime {
@@ -46,6 +49,10 @@ impl AuthRuntime {
         previous: Option<&AuthRuntime>,
     ) -> Self {
         let config = Arc::new(config.clone());
+        let remote = Arc::new(remote::RemoteKeySets::build(
+            &config.keys.remote,
+            previous.map(|p| p.remote.as_ref()),
+        ));
         let consumers = consumers::over_store(consumers, store);
         let token_endpoint = config.token_endpoint.as_ref().and_then(|te| {
             let signing_key = config.keys.signing()?.clone();
@@ -71,6 +78,7 @@ impl AuthRuntime {
             config,
             consumers,
             token_endpoint,
+            remote,
         }
     }
 
@@ -82,7 +90,8 @@ impl AuthRuntime {
 
     /// The JWKS document, when [`Self::publishes_jwks`].
     pub fn jwks(&self) -> Option<serde_json::Value> {
-        self.publishes_jwks().then(|| self.config.keys.jwks())
+        self.publishes_jwks()
+            .then(|| self.config.keys.jwks(&self.config.issuer))
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub access_log_dropped_total: IntCounter,
     pub tls_handshakes_total: IntCounterVec,
     pub tls_certificate_expiry_timestamp_seconds: IntGaugeVec,
+    pub jwks_refresh_total: IntCounterVec,
+    pub jwks_keys: IntGaugeVec,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -189,6 +191,18 @@ impl Metrics {
             "When each certificate in use expires (Unix time), by its first DNS name (else its subject).",
             &["name"],
         );
+        let jwks_refresh_total = counter(
+            &r,
+            "fingate_jwks_refresh_total",
+            "Fetches of remote key sets, by key source and result (ok, unreachable, bad_status, invalid).",
+            &["key", "result"],
+        );
+        let jwks_keys = gauge(
+            &r,
+            "fingate_jwks_keys",
+            "Keys in use from each remote key set (0 before the first fetch and once older than max_stale).",
+            &["key"],
+        );
         Self {
             registry: r,
             requests_total,
@@ -208,6 +222,8 @@ impl Metrics {
             access_log_dropped_total,
             tls_handshakes_total,
             tls_certificate_expiry_timestamp_seconds,
+            jwks_refresh_total,
+            jwks_keys,
         }
     }
 
@@ -278,6 +294,8 @@ mod tests {
             .inc();
         m.store_errors_total.with_label_values(&["get"]).inc();
         m.cache_lookups_total.with_label_values(&["r", "hit"]).inc();
+        m.jwks_refresh_total.with_label_values(&["idp", "ok"]).inc();
+        m.jwks_keys.with_label_values(&["idp"]).set(2);
         let text = String::from_utf8(m.render()).unwrap_or_default();
         for name in [
             "fingate_requests_total{",
@@ -297,6 +315,8 @@ mod tests {
             "fingate_access_log_dropped_total ",
             "fingate_tls_handshakes_total{listener=\"127.0.0.1:8443\",result=\"ok\"} 1",
             "fingate_tls_certificate_expiry_timestamp_seconds{name=\"api.example.com\"} 1900000000",
+            "fingate_jwks_refresh_total{key=\"idp\",result=\"ok\"} 1",
+            "fingate_jwks_keys{key=\"idp\"} 2",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -132,6 +132,7 @@ impl Runtime {
                 cache: cache.clone(),
                 route_fingerprint,
                 auth: auth.config.clone(),
+                remote_keys: auth.remote.clone(),
                 client_certs: client_certs.clone(),
                 route_methods: r.spec.methods.as_deref().map(Arc::from),
                 upstream_wait,
