@@ -12,6 +12,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 mod consumers;
+pub mod tokens;
 mod views;
 use std::sync::Arc;
 use views::upstreams_json;
@@ -138,6 +139,12 @@ impl AdminApp {
                 if p == "/admin/consumers" || p.starts_with("/admin/consumers/") {
                     return consumers::handle(&m, p, &body, &runtime.auth).await;
                 }
+                if p == "/admin/tokens/revoke" {
+                    if m != Method::POST {
+                        return method_not_allowed("POST");
+                    }
+                    return outcome(tokens::revoke(&body, &runtime).await);
+                }
                 self.admin_api(&m, p, &runtime)
             }
             (_, "/metrics" | "/healthz" | "/readyz") => method_not_allowed("GET"),
@@ -196,6 +203,20 @@ fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, String
     String::from_utf8(out).map(Some).map_err(|_| bad())
 }
 
+/// Answers an admin action and logs what it did.
+fn outcome(o: tokens::Outcome) -> Response<Vec<u8>> {
+    match o.result {
+        Ok(body) => {
+            tracing::info!(action = o.action, target = %o.target, result = "ok", "admin action");
+            json_response(StatusCode::OK, &body)
+        }
+        Err(e) => {
+            tracing::info!(action = o.action, target = %o.target, result = %e.code, "admin action refused");
+            error(e)
+        }
+    }
+}
+
 fn method_not_allowed(allow: &'static str) -> Response<Vec<u8>> {
     let mut r = error(GatewayError::new(
         ErrorCode::MethodNotAllowed,
@@ -232,7 +253,7 @@ impl AdminApp {
             },
             (_, "/admin/routes" | "/admin/upstreams") => method_not_allowed("GET"),
             (_, "/admin/reload") => method_not_allowed("POST"),
-            _ => error(GatewayError::new(ErrorCode::RouteNotFound, "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload, DELETE /admin/cache, GET|POST /admin/consumers, DELETE /admin/consumers/{username}")),
+            _ => error(GatewayError::new(ErrorCode::RouteNotFound, "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload, DELETE /admin/cache, GET|POST /admin/consumers, DELETE /admin/consumers/{username}, POST /admin/tokens/revoke")),
         }
     }
 }

@@ -105,6 +105,7 @@ impl Runtime {
             &store,
             previous.map(|p| p.auth.as_ref()),
         ));
+        revoke_withdrawn(&config, previous, &store);
         let client_certs = Arc::new(ClientCertIndex::new(&config.consumers));
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
@@ -191,6 +192,24 @@ impl Runtime {
         for group in self.upstreams.values() {
             health::spawn(group, handle);
         }
+    }
+}
+
+/// Revokes the tokens of the file's consumers this generation disables or
+/// removes, through the store (so a fleet hears of it), off the caller's thread.
+fn revoke_withdrawn(config: &Config, previous: Option<&Runtime>, store: &Arc<dyn Store>) {
+    use crate::auth::consumers::{revoke_all_of, withdrawn};
+    let before = previous.map(|p| p.config.consumers.as_slice());
+    for name in withdrawn(&config.consumers, before) {
+        let revocation = revoke_all_of(name);
+        // In this gateway at once; the store call may wait for Redis.
+        store.revocations().apply(revocation.clone());
+        let store = store.clone();
+        control_runtime().spawn(async move {
+            if let Err(e) = store.revoke(&revocation).await {
+                tracing::warn!(error = %e, revocation = %revocation.encode(), "could not record the revocation of a withdrawn consumer in the store; other gateways refuse its tokens once they reload the same file");
+            }
+        });
     }
 }
 
