@@ -9,6 +9,7 @@ pub mod claims;
 
 pub mod consumers;
 pub mod keys;
+pub mod metadata;
 pub mod password;
 pub mod remote;
 pub mod settings;

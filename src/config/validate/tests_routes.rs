@@ -18,8 +18,8 @@ const ROUTES: &[Case] = &[
         "gateway.yaml:3:7: routes[1].name: invalid route name \"\": use 1-64 letters, digits, '-', '_' or '.'",
     ]),
     ("route reserved names", "routes:\n  - { name: unmatched, match: { prefix: /a }, upstream: svc }\n  - { name: jwks, match: { prefix: /b }, upstream: svc }\n", &[
-        "gateway.yaml:2:7: routes[0].name: route name \"unmatched\" is reserved: `unmatched` labels requests no route serves; `token_endpoint` and `jwks` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
-        "gateway.yaml:3:7: routes[1].name: route name \"jwks\" is reserved: `unmatched` labels requests no route serves; `token_endpoint` and `jwks` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
+        "gateway.yaml:2:7: routes[0].name: route name \"unmatched\" is reserved: `unmatched` labels requests no route serves; `token_endpoint`, `jwks` and `oauth_metadata` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
+        "gateway.yaml:3:7: routes[1].name: route name \"jwks\" is reserved: `unmatched` labels requests no route serves; `token_endpoint`, `jwks` and `oauth_metadata` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
     ]),
     ("route same host method path", "routes:\n  - { name: a, match: { path: /a, methods: [GET] }, upstream: svc }\n  - { name: b, match: { path: /a, methods: [GET, POST] }, upstream: svc }\n", &[
         "gateway.yaml:3:25: routes[1].match.path: `/a` conflicts with route 0: same host and pattern, both accept GET",
@@ -73,17 +73,17 @@ const ROUTES: &[Case] = &[
     ]),
     ("route unknown key and missing field", "routes:\n  - { name: a, match: { prefix: /a }, upstream: svc, colour: blue }\n  - { name: b, match: { prefix: /b } }\n  - { name: c, match: { prefix: /c, query: x }, upstream: svc }\n", &[
         "gateway.yaml:2:54: routes[0].colour: unknown field `colour`, expected one of `name`, `match`, `upstream`, `serve`, `rewrite`, `max_body`, `filters`",
-        "gateway.yaml:3:5: routes[1]: give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks)",
+        "gateway.yaml:3:5: routes[1]: give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks | oauth_metadata)",
         "gateway.yaml:4:37: routes[2].match.query: unknown field `query`, expected one of `path`, `prefix`, `methods`, `host`",
     ]),
-    ("built-in endpoints as routes", "auth:\n  keys: [{ id: own, algorithm: EdDSA, private_key_file: '${KEYS}/ed25519.pem', sign: true }]\n  token_endpoint: {}\nroutes:\n  - { name: login, match: { path: /login, methods: [POST] }, serve: token_endpoint, filters: [{ rate_limit: { key: ip, limit: 3, per: 1m } }] }\n  - { name: keys, match: { path: /keys }, serve: jwks }\n", &[]),
+    ("built-in endpoints as routes", "auth:\n  keys: [{ id: own, algorithm: EdDSA, private_key_file: '${KEYS}/ed25519.pem', sign: true }]\n  token_endpoint: {}\nroutes:\n  - { name: login, match: { path: /login, methods: [POST] }, serve: token_endpoint, filters: [{ rate_limit: { key: ip, limit: 3, per: 1m } }] }\n  - { name: keys, match: { path: /keys }, serve: jwks }\n  - { name: meta, match: { path: /meta }, serve: oauth_metadata }\n", &[]),
     ("serve needs what it serves", "auth:\n  keys: [{ id: main, algorithm: HS256, secret: '${FG_SECRET}', sign: true }]\nroutes:\n  - { name: login, match: { path: /login }, serve: token_endpoint }\n  - { name: keys, match: { path: /keys }, serve: jwks }\n  - { name: meta, match: { path: /meta }, serve: oauth_metadata }\n", &[
         "gateway.yaml:4:45: routes[0].serve: `token_endpoint` needs `auth.token_endpoint` (and a key with `sign: true`)",
         "gateway.yaml:5:43: routes[1].serve: `jwks` needs an asymmetric signing key (`private_key_file` with `sign: true`): an HMAC secret has no public half to publish",
-        "gateway.yaml:6:43: routes[2].serve: unknown variant `oauth_metadata`, expected `token_endpoint` or `jwks`",
+        "gateway.yaml:6:43: routes[2].serve: `oauth_metadata` describes the token endpoint: it needs `auth.token_endpoint` (and a key with `sign: true`)",
     ]),
     ("upstream or serve, not both; no rewrite on serve", "auth:\n  keys: [{ id: main, algorithm: HS256, secret: '${FG_SECRET}', sign: true }]\n  token_endpoint: {}\nroutes:\n  - { name: a, match: { path: /a }, upstream: svc, serve: token_endpoint }\n  - { name: b, match: { path: /b }, serve: token_endpoint, rewrite: { path: /x } }\n", &[
-        "gateway.yaml:5:5: routes[0]: give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks)",
+        "gateway.yaml:5:5: routes[0]: give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks | oauth_metadata)",
         "gateway.yaml:6:60: routes[1].rewrite: a route with `serve` answers itself: `rewrite` applies to `upstream` routes only",
     ]),
     ("the token_endpoint.path shorthand adds a route that may conflict", "auth:\n  keys: [{ id: main, algorithm: HS256, secret: '${FG_SECRET}', sign: true }]\n  token_endpoint: { path: /auth/token }\nroutes:\n  - { name: mine, match: { path: /auth/token }, upstream: svc }\n", &[
