@@ -48,6 +48,7 @@ impl AuthConfig {
             other.leeway,
             &other.token_endpoint,
         ) && keys(self) == keys(other)
+            && self.keys.remote == other.keys.remote
     }
 }
 
