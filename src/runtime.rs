@@ -105,7 +105,6 @@ impl Runtime {
             &store,
             previous.map(|p| p.auth.as_ref()),
         ));
-        revoke_withdrawn(&config, previous, &store);
         let client_certs = Arc::new(ClientCertIndex::new(&config.consumers));
         let mut routes = Vec::with_capacity(config.routes.len());
         for r in &config.routes {
@@ -195,12 +194,15 @@ impl Runtime {
     }
 }
 
-/// Revokes the tokens of the file's consumers this generation disables or
+/// Revokes the tokens of the file's consumers a serving generation disables or
 /// removes, through the store (so a fleet hears of it), off the caller's thread.
-fn revoke_withdrawn(config: &Config, previous: Option<&Runtime>, store: &Arc<dyn Store>) {
+/// Only a gateway that serves does this, never a command that builds a runtime to
+/// print it (`fingate routes`).
+fn revoke_withdrawn(runtime: &Runtime, previous: Option<&Runtime>) {
     use crate::auth::consumers::{revoke_all_of, withdrawn};
+    let store = &runtime.store;
     let before = previous.map(|p| p.config.consumers.as_slice());
-    for name in withdrawn(&config.consumers, before) {
+    for name in withdrawn(&runtime.config.consumers, before) {
         let revocation = revoke_all_of(name);
         // In this gateway at once; the store call may wait for Redis.
         store.revocations().apply(revocation.clone());
@@ -266,6 +268,7 @@ impl Gateway {
         publish_certificates(&config);
         let runtime = Runtime::build(config, None)?;
         runtime.start_health_checks();
+        revoke_withdrawn(&runtime, None);
         Ok(Arc::new(Self {
             current: ArcSwap::from_pointee(runtime),
             config_path,
@@ -313,6 +316,7 @@ impl Gateway {
         publish_certificates(&config);
         let next = Runtime::build(config, Some(&old))?;
         next.start_health_checks();
+        revoke_withdrawn(&next, Some(&old));
         let next = Arc::new(next);
         self.current.store(next.clone());
         for (name, group) in &old.upstreams {

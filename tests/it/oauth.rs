@@ -106,7 +106,7 @@ fn every_error_answer_follows_rfc_6749() {
         (vec![], "grant_type=client_credentials".to_owned()),
         (
             vec![],
-            format!("grant_type=client_credentials&client_id=mobile-app&client_secret=nope"),
+            "grant_type=client_credentials&client_id=mobile-app&client_secret=nope".to_owned(),
         ),
         (
             vec![("Authorization", "Basic !!notbase64".to_owned())],
