@@ -13,6 +13,7 @@ use pingora::protocols::http::ServerSession;
 use serde_json::{json, Value};
 
 mod consumers;
+pub mod tokens;
 mod views;
 use std::sync::Arc;
 use views::upstreams_json;
@@ -146,6 +147,12 @@ impl AdminApp {
                 if p == "/admin/consumers" || p.starts_with("/admin/consumers/") {
                     return consumers::handle(&m, p, &body, &runtime.auth, origin).await;
                 }
+                if p == "/admin/tokens/revoke" {
+                    if m != Method::POST {
+                        return method_not_allowed("POST");
+                    }
+                    return outcome(tokens::revoke(&body, &runtime).await, origin);
+                }
                 self.admin_api(&m, p, &runtime, origin)
             }
             (_, "/metrics" | "/healthz" | "/readyz") => method_not_allowed("GET"),
@@ -217,6 +224,23 @@ fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, String
     String::from_utf8(out).map(Some).map_err(|_| bad())
 }
 
+/// Answers a token revocation and writes its audit line.
+fn outcome(o: tokens::Outcome, origin: Origin) -> Response<Vec<u8>> {
+    let code = o.result.as_ref().err().map(|e| e.code);
+    AdminAction {
+        action: Action::TokenRevoked,
+        target: &o.target,
+        outcome: code.map_or(Outcome::Ok, |c| Outcome::Error(c.as_str())),
+        origin,
+        details: &[],
+    }
+    .record();
+    match o.result {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(e) => error(e),
+    }
+}
+
 fn method_not_allowed(allow: &'static str) -> Response<Vec<u8>> {
     let mut r = error(GatewayError::new(
         ErrorCode::MethodNotAllowed,
@@ -259,7 +283,7 @@ impl AdminApp {
             },
             (_, "/admin/routes" | "/admin/upstreams") => method_not_allowed("GET"),
             (_, "/admin/reload") => method_not_allowed("POST"),
-            _ => error(GatewayError::new(ErrorCode::RouteNotFound, "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload, DELETE /admin/cache, GET|POST /admin/consumers, DELETE /admin/consumers/{username}")),
+            _ => error(GatewayError::new(ErrorCode::RouteNotFound, "admin API: GET /admin/routes, GET /admin/upstreams, POST /admin/reload, DELETE /admin/cache, GET|POST /admin/consumers, DELETE /admin/consumers/{username}, POST /admin/tokens/revoke")),
         }
     }
 }

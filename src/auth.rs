@@ -9,7 +9,9 @@ pub mod claims;
 
 pub mod consumers;
 pub mod keys;
+pub mod metadata;
 pub mod password;
+pub mod remote;
 pub mod settings;
 pub mod throttle;
 pub mod token_endpoint;
@@ -34,6 +36,8 @@ pub struct AuthRuntime {
     pub config: Arc<AuthConfig>,
     pub consumers: Arc<dyn ConsumerStore>,
     pub token_endpoint: Option<TokenEndpoint>,
+    /// The key sets fetched from identity providers (`jwks_url`).
+    pub remote: Arc<remote::RemoteKeySets>,
 }
 
 impl AuthRuntime {
@@ -47,6 +51,10 @@ impl AuthRuntime {
         previous: Option<&AuthRuntime>,
     ) -> Self {
         let config = Arc::new(config.clone());
+        let remote = Arc::new(remote::RemoteKeySets::build(
+            &config.keys.remote,
+            previous.map(|p| p.remote.as_ref()),
+        ));
         let consumers = consumers::over_store(consumers, store);
         let token_endpoint = config.token_endpoint.as_ref().and_then(|te| {
             let signing_key = config.keys.signing()?.clone();
@@ -72,6 +80,7 @@ impl AuthRuntime {
             config,
             consumers,
             token_endpoint,
+            remote,
         }
     }
 
@@ -83,7 +92,8 @@ impl AuthRuntime {
 
     /// The JWKS document, when [`Self::publishes_jwks`].
     pub fn jwks(&self) -> Option<serde_json::Value> {
-        self.publishes_jwks().then(|| self.config.keys.jwks())
+        self.publishes_jwks()
+            .then(|| self.config.keys.jwks(&self.config.issuer))
     }
 }
 

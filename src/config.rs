@@ -167,8 +167,10 @@ impl fmt::Debug for FilterConfig {
 pub enum Builtin {
     /// `POST` a username and password, get a token.
     TokenEndpoint,
-    /// The public half of an asymmetric signing key, as a JWK set.
+    /// The public halves of the gateway's asymmetric keys, as a JWK set.
     Jwks,
+    /// OAuth 2.0 authorization server metadata (RFC 8414).
+    OauthMetadata,
 }
 
 impl Builtin {
@@ -177,6 +179,7 @@ impl Builtin {
         match self {
             Builtin::TokenEndpoint => "token_endpoint",
             Builtin::Jwks => "jwks",
+            Builtin::OauthMetadata => "oauth_metadata",
         }
     }
 }

@@ -68,6 +68,11 @@ error_codes! {
     StoreUnavailable = 503 "store_unavailable",
     TooManyConnections = 503 "too_many_connections",
     UpstreamTimeout = 504 "upstream_timeout",
+    // OAuth 2.0 token requests (RFC 6749 §5.2).
+    InvalidRequest = 400 "invalid_request",
+    InvalidClient = 401 "invalid_client",
+    UnsupportedGrantType = 400 "unsupported_grant_type",
+    InvalidScope = 400 "invalid_scope",
     // The admin API.
     InvalidAdminKey = 401 "invalid_admin_key",
     AdminDisabled = 403 "admin_disabled",

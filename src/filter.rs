@@ -165,6 +165,8 @@ pub struct FilterDeps {
     pub route_fingerprint: u64,
     /// `auth:` settings and keys (for the `jwt` filter).
     pub auth: Arc<crate::auth::AuthConfig>,
+    /// The remote key sets of this runtime (for the `jwt` filter).
+    pub remote_keys: Arc<crate::auth::remote::RemoteKeySets>,
     /// The route's methods (None: any), for `cors`'s default.
     pub route_methods: Option<Arc<[http::Method]>>,
     /// Consumers known by their client certificate (for the `mtls` filter).
@@ -185,6 +187,7 @@ impl FilterDeps {
             cache: standalone_cache(),
             route_fingerprint: 0,
             auth: Arc::default(),
+            remote_keys: Arc::default(),
             route_methods: None,
             client_certs: Arc::default(),
             upstream_wait: None,

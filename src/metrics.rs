@@ -35,6 +35,8 @@ pub struct Metrics {
     pub tls_certificate_expiry_timestamp_seconds: IntGaugeVec,
     pub trace_spans_exported_total: IntCounter,
     pub trace_spans_dropped_total: IntCounterVec,
+    pub jwks_refresh_total: IntCounterVec,
+    pub jwks_keys: IntGaugeVec,
 }
 
 /// Request latency buckets: from a cache hit (sub-millisecond) to a slow upstream.
@@ -207,6 +209,18 @@ impl Metrics {
             "Spans not exported, by reason (queue_full: the exporter fell behind; export_failed: the collector did not accept them in time).",
             &["reason"],
         );
+        let jwks_refresh_total = counter(
+            &r,
+            "fingate_jwks_refresh_total",
+            "Fetches of remote key sets, by key source and result (ok, unreachable, bad_status, invalid).",
+            &["key", "result"],
+        );
+        let jwks_keys = gauge(
+            &r,
+            "fingate_jwks_keys",
+            "Keys in use from each remote key set (0 before the first fetch and once older than max_stale).",
+            &["key"],
+        );
         Self {
             registry: r,
             requests_total,
@@ -228,6 +242,8 @@ impl Metrics {
             tls_certificate_expiry_timestamp_seconds,
             trace_spans_exported_total,
             trace_spans_dropped_total,
+            jwks_refresh_total,
+            jwks_keys,
         }
     }
 
@@ -301,6 +317,8 @@ mod tests {
         m.trace_spans_dropped_total
             .with_label_values(&["queue_full"])
             .inc();
+        m.jwks_refresh_total.with_label_values(&["idp", "ok"]).inc();
+        m.jwks_keys.with_label_values(&["idp"]).set(2);
         let text = String::from_utf8(m.render()).unwrap_or_default();
         for name in [
             "fingate_requests_total{",
@@ -322,6 +340,8 @@ mod tests {
             "fingate_tls_certificate_expiry_timestamp_seconds{name=\"api.example.com\"} 1900000000",
             "fingate_trace_spans_exported_total ",
             "fingate_trace_spans_dropped_total{reason=\"queue_full\"} 1",
+            "fingate_jwks_refresh_total{key=\"idp\",result=\"ok\"} 1",
+            "fingate_jwks_keys{key=\"idp\"} 2",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

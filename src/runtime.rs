@@ -141,6 +141,7 @@ impl Runtime {
                 cache: cache.clone(),
                 route_fingerprint,
                 auth: auth.config.clone(),
+                remote_keys: auth.remote.clone(),
                 client_certs: client_certs.clone(),
                 route_methods: r.spec.methods.as_deref().map(Arc::from),
                 upstream_wait,
@@ -213,6 +214,27 @@ impl Runtime {
     }
 }
 
+/// Revokes the tokens of the file's consumers a serving generation disables or
+/// removes, through the store (so a fleet hears of it), off the caller's thread.
+/// Only a gateway that serves does this, never a command that builds a runtime to
+/// print it (`fingate routes`).
+fn revoke_withdrawn(runtime: &Runtime, previous: Option<&Runtime>) {
+    use crate::auth::consumers::{revoke_all_of, withdrawn};
+    let store = &runtime.store;
+    let before = previous.map(|p| p.config.consumers.as_slice());
+    for name in withdrawn(&runtime.config.consumers, before) {
+        let revocation = revoke_all_of(name);
+        // In this gateway at once; the store call may wait for Redis.
+        store.revocations().apply(revocation.clone());
+        let store = store.clone();
+        control_runtime().spawn(async move {
+            if let Err(e) = store.revoke(&revocation).await {
+                tracing::warn!(error = %e, revocation = %revocation.encode(), "could not record the revocation of a withdrawn consumer in the store; other gateways refuse its tokens once they reload the same file");
+            }
+        });
+    }
+}
+
 /// Identifies a route's configuration as far as its answers depend on it (match,
 /// rewrite, upstream name, its own and the global filters): cache entries are keyed
 /// by it, so a changed route never serves what the old one stored.
@@ -267,6 +289,7 @@ impl Gateway {
         configure_tracing(&config);
         let runtime = Runtime::build(config, None)?;
         runtime.start_health_checks();
+        revoke_withdrawn(&runtime, None);
         Ok(Arc::new(Self {
             current: ArcSwap::from_pointee(runtime),
             config_path,
@@ -331,6 +354,7 @@ impl Gateway {
         configure_tracing(&config);
         let next = Runtime::build(config, Some(&old))?;
         next.start_health_checks();
+        revoke_withdrawn(&next, Some(&old));
         let next = Arc::new(next);
         self.current.store(next.clone());
         for (name, group) in &old.upstreams {

@@ -1,5 +1,5 @@
 //! The shared-state seam: rate-limit counters, run-time consumers, cache purges,
-//! idempotency keys.
+//! idempotency keys, token revocations.
 //!
 //! `memory` keeps state in this process (one gateway); `redis` shares it across a
 //! fleet. Filters receive an `Arc<dyn Store>` when the runtime is built; the store
@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod limit;
 mod memory;
 mod redis;
+pub mod revocation;
 #[cfg(test)]
 pub mod testing;
 
@@ -20,6 +21,7 @@ pub use idempotency::Claim;
 pub use limit::{Algorithm, Decision, Rule};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
+pub use revocation::{Revocation, RevocationSet};
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -139,6 +141,14 @@ pub trait Store: Send + Sync + Debug {
 
     /// Every field of `map`, in no particular order.
     async fn map_entries(&self, map: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
+    /// Records `revocation` for every gateway sharing this store (with Redis, the
+    /// fleet hears of it at once), and in this gateway's [`Store::revocations`].
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError>;
+
+    /// This gateway's copy of the revocations, kept current by the store: what the
+    /// `jwt` filter checks on every request, without a store call.
+    fn revocations(&self) -> Arc<RevocationSet>;
 }
 
 /// Builds the store a config asks for. Never does I/O: a redis store connects

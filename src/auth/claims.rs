@@ -18,6 +18,12 @@ pub struct Claims {
     /// Space-separated scopes (RFC 8693 `scope`).
     #[serde(default)]
     pub scope: Option<String>,
+    /// When it was issued: a consumer's revocation refuses tokens issued until then.
+    #[serde(default)]
+    pub iat: Option<u64>,
+    /// The token's id: what a revocation of one token names.
+    #[serde(default)]
+    pub jti: Option<String>,
 }
 
 /// `aud` is a string or a list of strings (RFC 7519 §4.1.3).
@@ -49,6 +55,18 @@ pub fn has_scopes(granted: Option<&str>, required: &[String]) -> bool {
         .all(|r| granted.split(' ').any(|g| !g.is_empty() && g == r))
 }
 
+/// The consumer a token identifies: its `sub` when the gateway's own issuer
+/// (`own`) issued it, else `<iss>#<sub>`. Two issuers may both have a
+/// `mobile-app`; only the gateway's own is the local consumer of that name (a local
+/// username never contains `#`, a partner's issuer is refused with one).
+pub fn consumer_id<'a>(iss: &str, sub: &'a str, own: &str) -> std::borrow::Cow<'a, str> {
+    if iss == own {
+        std::borrow::Cow::Borrowed(sub)
+    } else {
+        std::borrow::Cow::Owned(format!("{iss}#{sub}"))
+    }
+}
+
 pub use crate::clock::rfc3339;
 
 /// Seconds since the Unix epoch now.
@@ -78,6 +96,18 @@ mod tests {
     }
 
     #[test]
+    fn only_the_own_issuer_keeps_the_plain_sub() {
+        assert_eq!(
+            consumer_id("fingate", "mobile-app", "fingate"),
+            "mobile-app"
+        );
+        assert_eq!(
+            consumer_id("https://idp.example", "mobile-app", "fingate"),
+            "https://idp.example#mobile-app"
+        );
+    }
+
+    #[test]
     fn wrong_typed_claims_do_not_decode() {
         let ok = r#"{"sub":"a","exp":10,"iss":"i","aud":["x","y"]}"#;
         assert!(serde_json::from_str::<Claims>(ok).is_ok());
@@ -88,6 +118,8 @@ mod tests {
             r#"{"sub":"a","exp":10,"iss":"i","aud":7}"#,
             r#"{"sub":1,"exp":10,"iss":"i","aud":"x"}"#,
             r#"{"sub":"a","iss":"i","aud":"x"}"#,
+            r#"{"sub":"a","exp":10,"iss":"i","aud":"x","iat":"now"}"#,
+            r#"{"sub":"a","exp":10,"iss":"i","aud":"x","jti":7}"#,
         ] {
             assert!(serde_json::from_str::<Claims>(bad).is_err(), "{bad}");
         }

@@ -68,6 +68,41 @@ pub trait ConsumerStore: Send + Sync + Debug {
     async fn remove(&self, username: &str) -> Result<bool, ConsumerStoreError>;
 }
 
+/// The revocation of every token `username` (a local consumer) holds now.
+pub fn revoke_all_of(username: &str) -> crate::store::Revocation {
+    let now = super::claims::now();
+    crate::store::Revocation::Consumer {
+        consumer: username.to_owned(),
+        at: now,
+        until: now + crate::store::revocation::HOLD.as_secs(),
+    }
+}
+
+/// Consumers of the file whose tokens must stop working: disabled now (at start
+/// too: a token issued before a restart is still alive), or enabled before and
+/// now removed or disabled.
+pub fn withdrawn<'a>(now: &'a [Consumer], before: Option<&'a [Consumer]>) -> Vec<&'a str> {
+    let enabled_before = |name: &str| {
+        before.map_or(true, |b| {
+            b.iter().any(|c| c.username == name && !c.disabled)
+        })
+    };
+    let mut out: Vec<&str> = now
+        .iter()
+        .filter(|c| c.disabled && enabled_before(&c.username))
+        .map(|c| c.username.as_str())
+        .collect();
+    if let Some(before) = before {
+        out.extend(
+            before
+                .iter()
+                .filter(|b| !b.disabled && !now.iter().any(|c| c.username == b.username))
+                .map(|b| b.username.as_str()),
+        );
+    }
+    out
+}
+
 /// What run-time registration answers with the memory store.
 pub const READ_ONLY_MESSAGE: &str = "run-time consumers need the shared store: set `store.backend: redis` (they then survive restarts), or add the consumer under `consumers:` in the configuration file and reload";
 
@@ -204,6 +239,18 @@ mod tests {
         let e = s.add(consumer("new")).await.unwrap_err();
         assert!(e.to_string().contains("store.backend: redis"), "{e}");
         assert!(s.remove("web").await.is_err());
+    }
+
+    #[test]
+    fn withdrawn_consumers_are_the_newly_disabled_and_removed() {
+        let disabled = |name: &str| Consumer {
+            disabled: true,
+            ..consumer(name)
+        };
+        let before = [consumer("a"), consumer("b"), disabled("c"), consumer("d")];
+        let now = [consumer("a"), disabled("b"), disabled("c"), disabled("new")];
+        assert_eq!(withdrawn(&now, Some(&before)), vec!["b", "d"]);
+        assert_eq!(withdrawn(&now, None), vec!["b", "c", "new"], "at start");
     }
 
     #[tokio::test]

@@ -39,7 +39,9 @@ pub struct Key {
     pub encoding: Option<EncodingKey>,
     /// Exactly this key's algorithm, `exp`/`iss`/`aud`/`sub` required, `nbf` checked.
     pub validation: Validation,
-    /// The public half as a JWK, for `/.well-known/jwks.json` (asymmetric signing key).
+    /// The public half as a JWK, for `/.well-known/jwks.json` (asymmetric keys
+    /// from files: the signing key, and verification keys kept while tokens of a
+    /// previous signing key are still alive).
     pub jwk: Option<serde_json::Value>,
     /// A hash of everything the key was built from (settings and key material), so
     /// a reload can say whether the key changed; never shown.
@@ -61,21 +63,60 @@ impl std::fmt::Debug for Key {
 /// The configured keys. Few enough that a linear scan beats a map.
 #[derive(Debug, Default)]
 pub struct KeySet {
+    /// Keys with their material in the configuration (secrets, PEM files).
     pub keys: Vec<std::sync::Arc<Key>>,
+    /// Key sets fetched from an identity provider (`jwks_url`).
+    pub remote: Vec<std::sync::Arc<super::remote::RemoteSource>>,
 }
 
 impl KeySet {
     pub fn get(&self, id: &str) -> Option<&std::sync::Arc<Key>> {
         self.keys.iter().find(|k| k.id == id)
     }
+    pub fn remote(&self, id: &str) -> Option<&std::sync::Arc<super::remote::RemoteSource>> {
+        self.remote.iter().find(|r| r.id == id)
+    }
+    /// Whether a key or a remote source is called `id`.
+    pub fn contains(&self, id: &str) -> bool {
+        self.get(id).is_some() || self.remote(id).is_some()
+    }
+    /// Every id, keys first, in configuration order.
+    pub fn ids(&self) -> Vec<&str> {
+        let keys = self.keys.iter().map(|k| k.id.as_str());
+        keys.chain(self.remote.iter().map(|r| r.id.as_str()))
+            .collect()
+    }
     pub fn signing(&self) -> Option<&std::sync::Arc<Key>> {
         self.keys.iter().find(|k| k.encoding.is_some())
     }
-    /// `{"keys": [...]}` with the public half of an asymmetric signing key (or none).
-    pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> = self.keys.iter().filter_map(|k| k.jwk.clone()).collect();
+    /// `{"keys": [...]}`: the public halves of the asymmetric keys of `issuer`
+    /// (the gateway's own: a partner's keys are the partner's to publish).
+    pub fn jwks(&self, issuer: &str) -> serde_json::Value {
+        let keys: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|k| k.issuer == issuer)
+            .filter_map(|k| k.jwk.clone())
+            .collect();
         serde_json::json!({ "keys": keys })
     }
+}
+
+/// What every key checks: exactly its algorithm, `exp`/`iss`/`aud`/`sub`
+/// required, `nbf` checked, this issuer and audience.
+pub fn validation(
+    algorithm: Algorithm,
+    issuer: &str,
+    audience: &str,
+    leeway: Duration,
+) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.leeway = leeway.as_secs();
+    validation.validate_nbf = true;
+    validation
 }
 
 /// The algorithms fingate accepts, by their JOSE names.
@@ -172,7 +213,7 @@ pub fn build(
                     path.display()
                 )
             })?;
-            (decoded, None, None)
+            (decoded, None, public_jwk(algorithm, &pem, id))
         }
         Material::PrivatePem(path) => {
             let pem = read(path)?;
@@ -182,12 +223,8 @@ pub fn build(
             (decoding, Some(encoding), Some(jwk))
         }
     };
-    let mut validation = Validation::new(algorithm);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    validation.set_issuer(&[issuer]);
-    validation.set_audience(&[policy.audience]);
-    validation.leeway = policy.leeway.as_secs();
-    validation.validate_nbf = true;
+    policy.audience.hash(&mut hasher);
+    let validation = validation(algorithm, issuer, policy.audience, policy.leeway);
     Ok(Key {
         id: id.to_owned(),
         algorithm,
@@ -196,8 +233,45 @@ pub fn build(
         decoding,
         encoding: if sign { encoding } else { None },
         validation,
-        jwk: if sign { jwk } else { None },
+        jwk,
         fingerprint: hasher.finish(),
+    })
+}
+
+/// The JWK of a public key PEM (SubjectPublicKeyInfo), when it parses as the
+/// algorithm's key type; None otherwise (then it is not published).
+fn public_jwk(alg: Algorithm, pem_text: &[u8], kid: &str) -> Option<serde_json::Value> {
+    use x509_parser::prelude::FromDer as _;
+    let parsed = pem::parse(pem_text).ok()?;
+    let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(parsed.contents()).ok()?;
+    let alg_name = format!("{alg:?}");
+    let raw: &[u8] = &spki.subject_public_key.data;
+    Some(match alg {
+        Algorithm::ES256 | Algorithm::ES384 => {
+            let (crv, half) = if alg == Algorithm::ES256 {
+                ("P-256", 32)
+            } else {
+                ("P-384", 48)
+            };
+            if raw.len() != 1 + 2 * half || raw[0] != 4 {
+                return None;
+            }
+            let (x, y) = (&raw[1..=half], &raw[1 + half..]);
+            serde_json::json!({"kty": "EC", "kid": kid, "use": "sig", "alg": alg_name, "crv": crv, "x": b64(x), "y": b64(y)})
+        }
+        Algorithm::EdDSA => {
+            serde_json::json!({"kty": "OKP", "kid": kid, "use": "sig", "alg": "EdDSA", "crv": "Ed25519", "x": b64(raw)})
+        }
+        _ => {
+            let x509_parser::public_key::PublicKey::RSA(rsa) = spki.parsed().ok()? else {
+                return None;
+            };
+            let strip = |b: &[u8]| -> Vec<u8> {
+                let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+                b[start..].to_vec()
+            };
+            serde_json::json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": alg_name, "n": b64(&strip(rsa.modulus)), "e": b64(&strip(rsa.exponent))})
+        }
     })
 }
 

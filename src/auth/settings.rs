@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use crate::yaml::{typed, Errors};
 
+mod remote;
+
 /// Validated `auth:` settings. The default (no section) has no keys.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -46,6 +48,7 @@ impl AuthConfig {
             other.leeway,
             &other.token_endpoint,
         ) && keys(self) == keys(other)
+            && self.keys.remote == other.keys.remote
     }
 }
 
@@ -91,7 +94,9 @@ struct AuthFile {
 #[serde(deny_unknown_fields)]
 struct KeyFile {
     id: String,
-    algorithm: String,
+    /// Required for keys from the file; for `jwks_url`, pins one algorithm.
+    #[serde(default)]
+    algorithm: Option<String>,
     #[serde(default)]
     secret: Option<String>,
     #[serde(default)]
@@ -105,6 +110,16 @@ struct KeyFile {
     /// Issuer of tokens under this key (a partner's IdP); default `auth.issuer`.
     #[serde(default)]
     issuer: Option<String>,
+    /// Audience its tokens must carry; default `auth.audience`.
+    #[serde(default)]
+    audience: Option<String>,
+    /// An identity provider's JWK set, fetched and kept current.
+    #[serde(default)]
+    jwks_url: Option<String>,
+    #[serde(default)]
+    refresh: Option<DurationStr>,
+    #[serde(default)]
+    max_stale: Option<DurationStr>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -220,7 +235,25 @@ pub fn auth(value: Value, base_dir: &Path, errors: &mut Errors) -> AuthConfig {
         let Some(k) = typed::<KeyFile>(raw, &base, errors) else {
             continue;
         };
-        if let Some(key) = key(k, &base, base_dir, &policy, &set, errors) {
+        if !valid_id(&k.id) {
+            errors.push((
+                format!("{base}.id"),
+                format!(
+                    "invalid key id {:?}: use 1-64 letters, digits, '-', '_', '.'",
+                    k.id
+                ),
+            ));
+            continue;
+        }
+        if set.contains(&k.id) {
+            errors.push((format!("{base}.id"), format!("duplicate key id {:?}", k.id)));
+            continue;
+        }
+        if k.jwks_url.is_some() {
+            if let Some(source) = remote::source(k, &base, &policy, errors) {
+                set.remote.push(Arc::new(source));
+            }
+        } else if let Some(key) = key(k, &base, base_dir, &policy, errors) {
             set.keys.push(Arc::new(key));
         }
     }
@@ -253,27 +286,27 @@ fn key(
     base: &str,
     base_dir: &Path,
     policy: &Policy<'_>,
-    set: &KeySet,
     errors: &mut Errors,
 ) -> Option<keys::Key> {
-    if !valid_id(&k.id) {
+    for (given, field) in [
+        (k.refresh.is_some(), "refresh"),
+        (k.max_stale.is_some(), "max_stale"),
+    ] {
+        if given {
+            errors.push((
+                format!("{base}.{field}"),
+                "only a key set fetched from `jwks_url` is refreshed".into(),
+            ));
+        }
+    }
+    let Some(name) = k.algorithm.as_deref() else {
         errors.push((
-            format!("{base}.id"),
-            format!(
-                "invalid key id {:?}: use 1-64 letters, digits, '-', '_', '.'",
-                k.id
-            ),
+            base.to_owned(),
+            "missing field `algorithm` (e.g. HS256, RS256, ES256, EdDSA)".into(),
         ));
         return None;
-    }
-    if set.get(&k.id).is_some() {
-        errors.push((format!("{base}.id"), format!("duplicate key id {:?}", k.id)));
-        return None;
-    }
-    let Some(algorithm) = keys::parse_algorithm(&k.algorithm) else {
-        errors.push((format!("{base}.algorithm"), format!("unknown algorithm {:?}: expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA", k.algorithm)));
-        return None;
     };
+    let algorithm = algorithm(name, base, errors)?;
     let resolve = |p: &String| base_dir.join(p);
     let (public, private) = (
         k.public_key_file.as_ref().map(resolve),
@@ -293,9 +326,38 @@ fn key(
         return None;
     }
     let issuer = k.issuer.as_deref().unwrap_or(policy.issuer);
-    keys::build(&k.id, algorithm, material, k.sign, k.accept, issuer, policy)
-        .map_err(|e| errors.push((format!("{base}.{field}"), e)))
-        .ok()
+    if let Some(problem) = issuer_problem(issuer, policy.issuer) {
+        errors.push((format!("{base}.issuer"), problem));
+        return None;
+    }
+    let policy = Policy {
+        audience: k.audience.as_deref().unwrap_or(policy.audience),
+        ..policy.clone()
+    };
+    keys::build(
+        &k.id, algorithm, material, k.sign, k.accept, issuer, &policy,
+    )
+    .map_err(|e| errors.push((format!("{base}.{field}"), e)))
+    .ok()
+}
+
+/// The algorithm named `name`, or an error at `{base}.algorithm`.
+fn algorithm(name: &str, base: &str, errors: &mut Errors) -> Option<jsonwebtoken::Algorithm> {
+    let parsed = keys::parse_algorithm(name);
+    if parsed.is_none() {
+        errors.push((format!("{base}.algorithm"), format!("unknown algorithm {name:?}: expected one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA")));
+    }
+    parsed
+}
+
+/// A token's consumer is `<issuer>#<sub>` for issuers other than the gateway's
+/// own: an issuer with `#` could make two identities look alike.
+fn issuer_problem(issuer: &str, own: &str) -> Option<String> {
+    if issuer.is_empty() {
+        return Some("the issuer is empty".into());
+    }
+    (issuer != own && issuer.contains('#'))
+        .then(|| format!("{issuer:?} contains '#': an issuer identifier has no fragment"))
 }
 
 fn token_endpoint(te: TokenEndpointFile, errors: &mut Errors) -> TokenEndpointConfig {

@@ -1,8 +1,14 @@
 //! `POST /auth/token`: a registered client trades its username and
-//! password for a signed token.
+//! password for a signed token — as JSON (`{"username", "password"}`), or as an
+//! OAuth 2.0 client-credentials grant (RFC 6749 §4.4, form-encoded, see
+//! [`client_credentials`]). Both check the password the same way: the attempt is
+//! counted before the (argon2id, bounded) check, failures lock out.
 //!
 //! Pingora-free: the proxy reads the body (at most [`MAX_BODY`]) and hands it here
 //! with the method and content type; the answer is a [`LocalResponse`].
+
+mod client_credentials;
+pub use client_credentials::GRANT;
 
 use super::claims::{now, rfc3339, IssuedClaims};
 use super::consumers::ConsumerStore;
@@ -39,6 +45,8 @@ pub struct TokenEndpoint {
 pub struct TokenRequest<'a> {
     pub method: &'a Method,
     pub content_type: Option<&'a [u8]>,
+    /// The `Authorization` header (HTTP Basic client authentication).
+    pub authorization: Option<&'a [u8]>,
     pub body: &'a [u8],
     pub client_ip: Option<IpAddr>,
     pub request_id: &'a str,
@@ -68,11 +76,24 @@ pub fn body_too_large() -> GatewayError {
     )
 }
 
-fn is_json(content_type: Option<&[u8]>) -> bool {
+/// Whether the media type of `content_type` is `media`.
+fn is_media(content_type: Option<&[u8]>, media: &str) -> bool {
     content_type
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(media))
+}
+
+fn is_json(content_type: Option<&[u8]>) -> bool {
+    is_media(content_type, "application/json")
+}
+
+/// Why a password check let nobody in.
+enum LoginError {
+    /// Unknown, disabled, or the wrong password (each answered alike).
+    BadCredentials,
+    /// Locked out, too busy, or the store is down: the answer says which.
+    Refused(GatewayError),
 }
 
 /// Parses the body, naming the first problem found.
@@ -122,114 +143,149 @@ impl TokenEndpoint {
         if *req.method != Method::POST {
             return Err(GatewayError::new(
                 ErrorCode::MethodNotAllowed,
-                "log in with POST and a JSON body",
+                "log in with POST and a JSON body, or an OAuth 2.0 form",
             )
             .with_header(header::ALLOW, HeaderValue::from_static("POST")));
-        }
-        if !is_json(req.content_type) {
-            return Err(GatewayError::new(
-                ErrorCode::BadRequest,
-                "send Content-Type: application/json",
-            ));
         }
         if req.body.len() > MAX_BODY {
             return Err(body_too_large());
         }
-        let login = parse(req.body).map_err(|m| GatewayError::new(ErrorCode::BadRequest, m))?;
-        // The attempt is counted before the password is checked, so concurrent
-        // guesses cannot all pass a check made before any of them failed.
-        let ticket = match self.throttle.admit(&login.username, req.client_ip).await {
-            Admission::Check(ticket) => ticket,
-            Admission::Refused { retry_after } => {
-                return Err(GatewayError::new(
-                    ErrorCode::RateLimited,
-                    "too many failed logins; try again later",
-                )
-                .retry_after(retry_after));
-            }
-        };
-        if !ticket.delay.is_zero() {
-            tokio::time::sleep(ticket.delay).await;
+        if is_media(req.content_type, client_credentials::FORM) {
+            return self.client_credentials(&req).await;
         }
-        let consumer = match self.consumers.get(&login.username).await {
+        if !is_json(req.content_type) {
+            return Err(GatewayError::new(
+                ErrorCode::BadRequest,
+                "send Content-Type: application/json (or application/x-www-form-urlencoded for an OAuth 2.0 client-credentials grant)",
+            ));
+        }
+        let login = parse(req.body).map_err(|m| GatewayError::new(ErrorCode::BadRequest, m))?;
+        let consumer = match self
+            .authenticate(&login.username, login.password, &req)
+            .await
+        {
             Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "consumer lookup failed");
-                self.throttle.unchecked(ticket).await;
-                return Err(GatewayError::new(
-                    ErrorCode::StoreUnavailable,
-                    "the consumer store is unavailable",
-                ));
-            }
-        };
-        // Unknown and disabled consumers are checked too (against a dummy hash /
-        // their own), so every refusal costs the same time.
-        let phc = consumer.as_ref().and_then(|c| c.password_hash.clone());
-        let ok = match self.verifier.verify(login.password, phc).await {
-            Ok(ok) => ok,
-            Err(VerifyError::Busy) => {
-                self.throttle.unchecked(ticket).await;
-                return Err(GatewayError::new(
-                    ErrorCode::RateLimited,
-                    "too many logins in progress; retry shortly",
-                )
-                .retry_after(Duration::from_secs(1)));
-            }
-        };
-        let consumer = match consumer {
-            Some(c) if ok && !c.disabled => c,
-            _ => {
-                // The attempt taken above stays counted: that is the failure.
-                tracing::info!(
-                    request_id = req.request_id,
-                    "login refused: invalid credentials"
-                );
+            Err(LoginError::Refused(e)) => return Err(e),
+            Err(LoginError::BadCredentials) => {
                 return Err(GatewayError::new(
                     ErrorCode::InvalidCredentials,
                     "unknown username or wrong password",
-                ));
+                ))
             }
         };
-        self.throttle.succeeded(ticket).await;
         let ttl = login
             .ttl
             .unwrap_or(self.config.default_ttl)
             .min(self.config.max_ttl);
-        let scope = consumer.scopes.join(" ");
-        let signed = mint(
-            &self.signing_key,
-            &self.issuer,
-            &self.audience,
-            &consumer.username,
-            &scope,
-            ttl,
-        );
-        let (token, exp) = signed.map_err(|e| {
-            tracing::error!(error = %e, "signing a token failed");
-            GatewayError::new(ErrorCode::InternalError, "the token could not be signed")
-        })?;
+        let (token, exp) = self.sign(&consumer.username, &consumer.scopes.join(" "), ttl)?;
         let body = json!({
             "token": token,
             "token_type": "Bearer",
             "expires_in": ttl.as_secs(),
             "expires_at": rfc3339(exp),
         });
-        let response = LocalResponse {
-            status: StatusCode::OK,
-            headers: vec![
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
-                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-                (header::PRAGMA, HeaderValue::from_static("no-cache")),
-            ],
-            body: Bytes::from(body.to_string()),
-        };
         Ok(TokenIssued {
-            response,
+            response: issued(&body),
             consumer: consumer.username.clone(),
         })
+    }
+
+    /// Checks `password` for `username`, counting the attempt first (so concurrent
+    /// guesses cannot all pass a check made before any of them failed).
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: String,
+        req: &TokenRequest<'_>,
+    ) -> Result<std::sync::Arc<super::consumers::Consumer>, LoginError> {
+        let ticket = match self.throttle.admit(username, req.client_ip).await {
+            Admission::Check(ticket) => ticket,
+            Admission::Refused { retry_after } => {
+                return Err(LoginError::Refused(
+                    GatewayError::new(
+                        ErrorCode::RateLimited,
+                        "too many failed logins; try again later",
+                    )
+                    .retry_after(retry_after),
+                ));
+            }
+        };
+        if !ticket.delay.is_zero() {
+            tokio::time::sleep(ticket.delay).await;
+        }
+        let consumer = match self.consumers.get(username).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "consumer lookup failed");
+                self.throttle.unchecked(ticket).await;
+                return Err(LoginError::Refused(GatewayError::new(
+                    ErrorCode::StoreUnavailable,
+                    "the consumer store is unavailable",
+                )));
+            }
+        };
+        // Unknown and disabled consumers are checked too (against a dummy hash /
+        // their own), so every refusal costs the same time.
+        let phc = consumer.as_ref().and_then(|c| c.password_hash.clone());
+        let ok = match self.verifier.verify(password, phc).await {
+            Ok(ok) => ok,
+            Err(VerifyError::Busy) => {
+                self.throttle.unchecked(ticket).await;
+                return Err(LoginError::Refused(
+                    GatewayError::new(
+                        ErrorCode::RateLimited,
+                        "too many logins in progress; retry shortly",
+                    )
+                    .retry_after(Duration::from_secs(1)),
+                ));
+            }
+        };
+        match consumer {
+            Some(c) if ok && !c.disabled => {
+                self.throttle.succeeded(ticket).await;
+                Ok(c)
+            }
+            _ => {
+                // The attempt taken above stays counted: that is the failure.
+                tracing::info!(
+                    request_id = req.request_id,
+                    "login refused: invalid credentials"
+                );
+                Err(LoginError::BadCredentials)
+            }
+        }
+    }
+
+    /// A token for `sub` with `scope`, living `ttl`: (token, exp).
+    fn sign(&self, sub: &str, scope: &str, ttl: Duration) -> Result<(String, u64), GatewayError> {
+        mint(
+            &self.signing_key,
+            &self.issuer,
+            &self.audience,
+            sub,
+            scope,
+            ttl,
+        )
+        .map_err(|e| {
+            tracing::error!(error = %e, "signing a token failed");
+            GatewayError::new(ErrorCode::InternalError, "the token could not be signed")
+        })
+    }
+}
+
+/// A 200 with a token in `body`: never to be stored by a cache (RFC 6749 §5.1).
+fn issued(body: &Value) -> LocalResponse {
+    LocalResponse {
+        status: StatusCode::OK,
+        headers: vec![
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        ],
+        body: Bytes::from(body.to_string()),
     }
 }
 

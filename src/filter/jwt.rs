@@ -3,19 +3,29 @@
 //!
 //! Keys and their `Validation` are decoded once when the config is built; a request
 //! looks its key up by `kid` (or, without one, by the algorithm of the candidates)
-//! and verifies. The algorithm always comes from the key. On success the upstream
-//! receives `X-Consumer-Id` and `X-Consumer-Scopes` (the proxy has already dropped
-//! any a client sent); on failure the client gets RFC 6750 401 / 403 answers and
-//! the reason is counted in `fingate_auth_failures_total{route,reason}`.
+//! among the route's keys and remote key sets, and verifies. The algorithm always
+//! comes from the key. A `kid` no key set knows asks the remote sets for a fetch
+//! (rate-limited per set, see `auth/remote.rs`).
+//!
+//! The consumer is the token's `sub` when the gateway's own issuer signed it, else
+//! `<iss>#<sub>`, so a partner's `mobile-app` is never the local one (its cache
+//! entries, limits, idempotency keys). A verified token is then checked against the
+//! revocations this gateway holds in memory (no store call). On success the
+//! upstream receives `X-Consumer-Id`, `X-Consumer-Scopes` and, for another issuer,
+//! `X-Consumer-Issuer` (the proxy has already dropped any a client sent); on
+//! failure the client gets RFC 6750 401 / 403 answers and the reason is counted in
+//! `fingate_auth_failures_total{route,reason}`.
 
 use super::{Filter, FilterDeps, FilterError, Flow, HeaderEdit, OptionError};
-use crate::auth::claims::{self, has_scopes, Audience, Claims};
+use crate::auth::claims::{consumer_id, has_scopes, now, Audience, Claims};
 use crate::auth::keys::{Accept, Key};
+use crate::auth::remote::{Lookup, RemoteKeys};
 use crate::auth::settings::scope_problem;
 use crate::auth::verified::VerifiedTokens;
 use crate::context::RequestContext;
 use crate::error::{ErrorCode, GatewayError};
 use crate::metrics::metrics;
+use crate::store::RevocationSet;
 use async_trait::async_trait;
 use http::{header, HeaderName, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
@@ -49,9 +59,11 @@ pub enum Reason {
     WrongAudience,
     InsufficientScope,
     UnknownKey,
+    KeysUnavailable,
+    Revoked,
 }
 
-const REASONS: [Reason; 9] = [
+const REASONS: [Reason; 11] = [
     Reason::Missing,
     Reason::Malformed,
     Reason::BadSignature,
@@ -61,6 +73,8 @@ const REASONS: [Reason; 9] = [
     Reason::WrongAudience,
     Reason::InsufficientScope,
     Reason::UnknownKey,
+    Reason::KeysUnavailable,
+    Reason::Revoked,
 ];
 
 impl Reason {
@@ -75,6 +89,8 @@ impl Reason {
             Self::WrongAudience => "wrong_audience",
             Self::InsufficientScope => "insufficient_scope",
             Self::UnknownKey => "unknown_key",
+            Self::KeysUnavailable => "keys_unavailable",
+            Self::Revoked => "revoked",
         }
     }
 
@@ -89,6 +105,10 @@ impl Reason {
             Self::WrongAudience => "the token is for another audience",
             Self::InsufficientScope => "the token lacks a scope this route requires",
             Self::UnknownKey => "the token is signed with a key this route does not accept",
+            Self::KeysUnavailable => {
+                "the keys of the token's issuer cannot be fetched now; try again later"
+            }
+            Self::Revoked => "token revoked",
         }
     }
 
@@ -116,15 +136,23 @@ fn reason_of(e: &jsonwebtoken::errors::Error) -> Reason {
 struct Identity {
     id: HeaderValue,
     scopes: HeaderValue,
+    /// Set for tokens of another issuer than the gateway's own.
+    issuer: Option<HeaderValue>,
 }
 
 static CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
 static CONSUMER_SCOPES: HeaderName = HeaderName::from_static("x-consumer-scopes");
+static CONSUMER_ISSUER: HeaderName = HeaderName::from_static("x-consumer-issuer");
 
-/// A token that passed verification, as the cache keeps it.
+/// A verified token: its claims and the consumer it identifies.
 #[derive(Debug)]
 pub struct Verified {
     pub claims: Claims,
+    /// `sub`, or `<iss>#<sub>` for another issuer than the gateway's own.
+    pub consumer: String,
+    /// Whether the gateway's own issuer signed it.
+    pub local: bool,
+    /// What the upstream is told.
     identity: Identity,
 }
 
@@ -134,6 +162,13 @@ const VERIFIED_TOKENS: usize = 10_000;
 #[derive(Debug)]
 pub struct JwtFilter {
     keys: Vec<Arc<Key>>,
+    /// The route's remote key sets (`jwks_url`).
+    remote: Vec<Arc<RemoteKeys>>,
+    /// `auth.issuer`: its tokens' consumer is the plain `sub`.
+    own_issuer: Arc<str>,
+    revocations: Arc<RevocationSet>,
+    /// Tokens verified with one of `keys` (remote key sets change while the filter
+    /// lives, so their tokens are verified every time).
     verified: VerifiedTokens<Arc<Verified>>,
     scopes: Vec<String>,
     /// One counter per reason, resolved for this route at build time.
@@ -146,6 +181,9 @@ pub struct JwtFilter {
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
     keys: Vec<Arc<Key>>,
+    /// Ids of the remote key sets, found in the runtime's sets when built.
+    remote: Vec<String>,
+    own_issuer: Arc<str>,
     scopes: Vec<String>,
 }
 
@@ -155,42 +193,46 @@ impl JwtConfig {
         auth: &crate::auth::AuthConfig,
     ) -> Result<Self, Vec<OptionError>> {
         let mut errors = Vec::new();
-        let all = &auth.keys.keys;
-        if all.is_empty() {
+        let set = &auth.keys;
+        let known = set.ids();
+        if known.is_empty() {
             errors.push(OptionError::new(
                 "",
                 "`jwt` needs verification keys: configure auth.keys",
             ));
         }
-        let keys: Vec<Arc<Key>> = match &options.keys {
+        let mut keys: Vec<Arc<Key>> = Vec::new();
+        let mut remote: Vec<String> = Vec::new();
+        match &options.keys {
             Some(ids) => {
-                if ids.is_empty() && !all.is_empty() {
+                if ids.is_empty() && !known.is_empty() {
                     errors.push(OptionError::new("keys", "list at least one key id, or leave `keys` out to accept every `accept: everywhere` key"));
                 }
-                ids.iter()
-                    .enumerate()
-                    .filter_map(|(i, id)| match auth.keys.get(id) {
-                        Some(k) => Some(k.clone()),
-                        None => {
-                            if !all.is_empty() {
-                                let known: Vec<_> = all.iter().map(|k| k.id.as_str()).collect();
-                                errors.push(OptionError::new(
-                                    format!("keys[{i}]"),
-                                    format!("unknown key {id:?} (known: {})", known.join(", ")),
-                                ));
-                            }
-                            None
-                        }
-                    })
-                    .collect()
+                for (i, id) in ids.iter().enumerate() {
+                    if let Some(k) = set.get(id) {
+                        keys.push(k.clone());
+                    } else if set.remote(id).is_some() {
+                        remote.push(id.clone());
+                    } else if !known.is_empty() {
+                        errors.push(OptionError::new(
+                            format!("keys[{i}]"),
+                            format!("unknown key {id:?} (known: {})", known.join(", ")),
+                        ));
+                    }
+                }
             }
-            None => all
-                .iter()
-                .filter(|k| k.accept == Accept::Everywhere)
-                .cloned()
-                .collect(),
-        };
-        if keys.is_empty() && errors.is_empty() {
+            None => {
+                let everywhere = |a: Accept| a == Accept::Everywhere;
+                keys.extend(set.keys.iter().filter(|k| everywhere(k.accept)).cloned());
+                remote.extend(
+                    set.remote
+                        .iter()
+                        .filter(|r| everywhere(r.accept))
+                        .map(|r| r.id.clone()),
+                );
+            }
+        }
+        if keys.is_empty() && remote.is_empty() && errors.is_empty() {
             errors.push(OptionError::new(
                 "keys",
                 "every key is `accept: when_listed`: name the keys this route accepts",
@@ -206,6 +248,8 @@ impl JwtConfig {
         }
         Ok(Self {
             keys,
+            remote,
+            own_issuer: Arc::from(auth.issuer.as_str()),
             scopes: options.scopes.clone(),
         })
     }
@@ -234,6 +278,14 @@ impl JwtFilter {
         );
         Self {
             keys: config.keys.clone(),
+            // The runtime builds a set for every configured source.
+            remote: config
+                .remote
+                .iter()
+                .filter_map(|id| deps.remote_keys.get(id).cloned())
+                .collect(),
+            own_issuer: config.own_issuer.clone(),
+            revocations: deps.store.revocations(),
             verified: VerifiedTokens::new(VERIFIED_TOKENS),
             scopes: config.scopes.clone(),
             failures,
@@ -243,44 +295,79 @@ impl JwtFilter {
         }
     }
 
-    /// The key for a token: by `kid` among this route's keys, else the first key of
-    /// the token's algorithm (the signature check then decides).
-    fn key_for(&self, header: &jsonwebtoken::Header) -> Option<&Arc<Key>> {
-        match &header.kid {
-            Some(kid) => self.keys.iter().find(|k| &k.id == kid),
+    /// The key for a token: by `kid` among this route's keys, then in its remote
+    /// sets (a `kid` none knows asks them for a fetch); without a `kid`, the first
+    /// key of the token's algorithm (the signature check then decides).
+    async fn key_for(&self, header: &jsonwebtoken::Header) -> Result<Arc<Key>, Reason> {
+        let kid = header.kid.as_deref();
+        let local = match kid {
+            Some(kid) => self.keys.iter().find(|k| k.id == kid),
             None => self.keys.iter().find(|k| k.algorithm == header.alg),
+        };
+        if let Some(k) = local {
+            return Ok(k.clone());
         }
+        let mut unavailable = false;
+        for set in &self.remote {
+            match set.find(kid, header.alg) {
+                Lookup::Found(k) => return Ok(k),
+                Lookup::Unavailable => unavailable = true,
+                Lookup::Unknown => {}
+            }
+        }
+        if kid.is_some() || unavailable {
+            for set in &self.remote {
+                if set.refetch().await {
+                    if let Lookup::Found(k) = set.find(kid, header.alg) {
+                        return Ok(k);
+                    }
+                }
+            }
+            unavailable = self
+                .remote
+                .iter()
+                .any(|s| matches!(s.find(kid, header.alg), Lookup::Unavailable));
+        }
+        Err(if unavailable {
+            Reason::KeysUnavailable
+        } else {
+            Reason::UnknownKey
+        })
     }
 
-    /// The request's token, verified: from the cache when this filter verified the
-    /// same token before and it has not expired, else checked now (and kept).
-    pub fn verify(&self, req: &dyn HeaderEdit) -> Result<Arc<Verified>, Reason> {
-        let token = bearer(req)?;
-        let now = claims::now();
-        if let Some(verified) = self.verified.get(token, now) {
-            return Ok(verified);
-        }
-        let claims = self.verify_token(token)?;
-        let scopes = claims.scope.as_deref().unwrap_or("");
-        let (Ok(id), Ok(scopes)) = (
-            HeaderValue::from_str(&claims.sub),
-            HeaderValue::from_str(scopes),
-        ) else {
-            return Err(Reason::Malformed);
+    /// Verifies a bearer token (see [`bearer`]): the claims and consumer, or why
+    /// not. A token this filter verified with one of its own keys is found in its
+    /// cache until `exp`; revocations are checked every time.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, Reason> {
+        let now = now();
+        let verified = match self.verified.get(token, now) {
+            Some(v) => v,
+            None => {
+                let (verified, own_key) = self.verify_token(token).await?;
+                let verified = Arc::new(verified);
+                if own_key {
+                    let exp = verified.claims.exp;
+                    self.verified.insert(token, verified.clone(), exp, now);
+                }
+                verified
+            }
         };
-        let exp = claims.exp;
-        let verified = Arc::new(Verified {
-            claims,
-            identity: Identity { id, scopes },
-        });
-        self.verified.insert(token, verified.clone(), exp, now);
+        let claims = &verified.claims;
+        if self
+            .revocations
+            .is_revoked(claims.jti.as_deref(), &verified.consumer, claims.iat, now)
+        {
+            return Err(Reason::Revoked);
+        }
         Ok(verified)
     }
 
-    /// Verifies a token's signature and claims (no cache): the claims, or why not.
-    pub fn verify_token(&self, token: &str) -> Result<Claims, Reason> {
+    /// Verifies a token's signature and claims, without the cache or revocations:
+    /// what it says, and whether one of the filter's own keys (not a remote set's)
+    /// signed it.
+    pub async fn verify_token(&self, token: &str) -> Result<(Verified, bool), Reason> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Reason::Malformed)?;
-        let key = self.key_for(&header).ok_or(Reason::UnknownKey)?;
+        let key = self.key_for(&header).await?;
         let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
             .map_err(|e| reason_of(&e))?;
         let claims = data.claims;
@@ -298,7 +385,26 @@ impl JwtFilter {
         if claims.iss != key.issuer {
             return Err(Reason::WrongIssuer);
         }
-        Ok(claims)
+        let consumer = consumer_id(&claims.iss, &claims.sub, &self.own_issuer).into_owned();
+        let local = *claims.iss == *self.own_issuer;
+        let issuer = match local {
+            true => None,
+            false => Some(HeaderValue::from_str(&claims.iss).map_err(|_| Reason::Malformed)?),
+        };
+        let (Ok(id), Ok(scopes)) = (
+            HeaderValue::from_str(&consumer),
+            HeaderValue::from_str(claims.scope.as_deref().unwrap_or("")),
+        ) else {
+            return Err(Reason::Malformed);
+        };
+        let own_key = self.keys.iter().any(|k| Arc::ptr_eq(k, &key));
+        let verified = Verified {
+            local,
+            claims,
+            consumer,
+            identity: Identity { id, scopes, issuer },
+        };
+        Ok((verified, own_key))
     }
 
     fn refuse(&self, reason: Reason) -> Flow {
@@ -359,7 +465,11 @@ impl Filter for JwtFilter {
         req: &mut dyn HeaderEdit,
         ctx: &mut RequestContext,
     ) -> Result<Flow, FilterError> {
-        let verified = match self.verify(req) {
+        let verified = match bearer(req) {
+            Ok(token) => self.verify(token).await,
+            Err(reason) => Err(reason),
+        };
+        let verified = match verified {
             Ok(v) => v,
             Err(reason) => return Ok(self.refuse(reason)),
         };
@@ -367,7 +477,7 @@ impl Filter for JwtFilter {
             return Ok(self.refuse(Reason::InsufficientScope));
         }
         ctx.extensions.insert(verified.identity.clone());
-        ctx.consumer = Some(verified.claims.sub.clone());
+        ctx.consumer = Some(verified.consumer.clone());
         Ok(Flow::Continue)
     }
 
@@ -375,6 +485,9 @@ impl Filter for JwtFilter {
         if let Some(identity) = ctx.extensions.get::<Identity>() {
             req.set(CONSUMER_ID.clone(), identity.id.clone());
             req.set(CONSUMER_SCOPES.clone(), identity.scopes.clone());
+            if let Some(issuer) = &identity.issuer {
+                req.set(CONSUMER_ISSUER.clone(), issuer.clone());
+            }
         }
     }
 }

@@ -7,31 +7,44 @@ use std::time::Duration;
 
 const SECRET: &str = "unit-test-secret-0123456789abcdef!!";
 
-fn filter(scopes: &[&str]) -> JwtFilter {
+const PARTNER_SECRET: &str = "partner-test-secret-0123456789abcdef";
+
+/// A HS256 key `id` of `issuer`, accepted everywhere.
+fn key(id: &str, secret: &str, issuer: &str) -> Arc<keys::Key> {
     let policy = Policy {
         issuer: "fingate",
         audience: "api",
         leeway: Duration::from_secs(5),
     };
-    let key = keys::build(
-        "main",
+    let k = keys::build(
+        id,
         jsonwebtoken::Algorithm::HS256,
-        Material::Secret(SECRET),
-        true,
+        Material::Secret(secret),
+        false,
         Accept::Everywhere,
-        "fingate",
+        issuer,
         &policy,
     )
     .unwrap();
+    Arc::new(k)
+}
+
+/// A filter accepting the gateway's key `main` and a partner's `partner`
+/// (issuer `partner-idp`), over `deps`' store.
+fn filter_over(scopes: &[&str], deps: FilterDeps) -> JwtFilter {
     let auth = AuthConfig {
         keys: Arc::new(keys::KeySet {
-            keys: vec![Arc::new(key)],
+            keys: vec![
+                key("main", SECRET, "fingate"),
+                key("partner", PARTNER_SECRET, "partner-idp"),
+            ],
+            ..Default::default()
         }),
         ..AuthConfig::default()
     };
     let deps = FilterDeps {
         auth: Arc::new(auth),
-        ..FilterDeps::standalone()
+        ..deps
     };
     let options = JwtOptions {
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
@@ -40,15 +53,31 @@ fn filter(scopes: &[&str]) -> JwtFilter {
     JwtFilter::new(&options, &deps).unwrap()
 }
 
-fn token(claims: serde_json::Value) -> String {
+fn filter(scopes: &[&str]) -> JwtFilter {
+    filter_over(scopes, FilterDeps::standalone())
+}
+
+fn signed(kid: &str, secret: &str, claims: &serde_json::Value) -> String {
     let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
-    h.kid = Some("main".into());
+    h.kid = Some(kid.into());
     jsonwebtoken::encode(
         &h,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .unwrap()
+}
+
+fn token(claims: serde_json::Value) -> String {
+    signed("main", SECRET, &claims)
+}
+
+/// `verify` in one poll (it awaits only when a remote key set fetches).
+fn verify(f: &JwtFilter, value: &str) -> Result<Arc<Verified>, Reason> {
+    use futures_util::FutureExt as _;
+    let req = with_auth(value);
+    let token = bearer(&req)?;
+    f.verify(token).now_or_never().unwrap()
 }
 
 fn now() -> u64 {
@@ -118,8 +147,7 @@ fn claims_are_checked() {
                 c[k] = v.clone();
             }
         }
-        f.verify(&with_auth(&format!("Bearer {}", token(c))))
-            .map(|v| v.claims.sub.clone())
+        verify(&f, &format!("Bearer {}", token(c))).map(|v| v.claims.sub.clone())
     };
     assert_eq!(check(json!({})), Ok("alice".into()));
     assert_eq!(
@@ -176,14 +204,103 @@ fn jwt_without_keys_is_a_config_error() {
     assert!(e[0].message.contains("auth.keys"), "{e:?}");
 }
 
+#[tokio::test]
+async fn another_issuers_sub_is_never_a_local_consumer() {
+    let f = filter(&[]);
+    let claims =
+        |iss: &str| json!({"sub": "mobile-app", "exp": now() + 60, "iss": iss, "aud": "api"});
+    let mut ctx = RequestContext::new(http::Method::GET, "/".into());
+    let partner = signed("partner", PARTNER_SECRET, &claims("partner-idp"));
+    let mut req = with_auth(&format!("Bearer {partner}"));
+    assert!(matches!(
+        f.request(&mut req, &mut ctx).await.unwrap(),
+        Flow::Continue
+    ));
+    assert_eq!(ctx.consumer.as_deref(), Some("partner-idp#mobile-app"));
+    let mut upstream = HeaderMap::new();
+    f.upstream_request(&mut upstream, &ctx);
+    assert_eq!(upstream["x-consumer-id"], "partner-idp#mobile-app");
+    assert_eq!(upstream["x-consumer-issuer"], "partner-idp");
+    // The gateway's own token keeps the plain sub, without an issuer header.
+    let mut ctx = RequestContext::new(http::Method::GET, "/".into());
+    let own = token(claims("fingate"));
+    f.request(&mut with_auth(&format!("Bearer {own}")), &mut ctx)
+        .await
+        .unwrap();
+    assert_eq!(ctx.consumer.as_deref(), Some("mobile-app"));
+    let mut upstream = HeaderMap::new();
+    f.upstream_request(&mut upstream, &ctx);
+    assert!(upstream.get("x-consumer-issuer").is_none());
+    // A partner cannot claim the gateway's issuer with its own key.
+    let forged = signed("partner", PARTNER_SECRET, &claims("fingate"));
+    assert_eq!(
+        verify(&f, &format!("Bearer {forged}")).unwrap_err(),
+        Reason::WrongIssuer
+    );
+}
+
+#[tokio::test]
+async fn revoked_tokens_are_refused_from_the_local_set() {
+    use crate::store::Revocation;
+    let deps = FilterDeps::standalone();
+    let store = deps.store.clone();
+    let f = filter_over(&[], deps);
+    let t = |jti: &str, iat: u64| {
+        token(
+            json!({"sub": "alice", "exp": now() + 60, "iss": "fingate", "aud": "api", "jti": jti, "iat": iat}),
+        )
+    };
+    assert!(f.verify(&(t("one", now()))).await.is_ok());
+    store
+        .revoke(&Revocation::Token {
+            jti: "one".into(),
+            until: now() + 60,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        f.verify(&(t("one", now()))).await.unwrap_err(),
+        Reason::Revoked
+    );
+    assert!(f.verify(&(t("two", now()))).await.is_ok());
+    store
+        .revoke(&Revocation::Consumer {
+            consumer: "alice".into(),
+            at: now(),
+            until: now() + 60,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        f.verify(&(t("two", now() - 1))).await.unwrap_err(),
+        Reason::Revoked
+    );
+    assert!(
+        f.verify(&(t("three", now() + 2))).await.is_ok(),
+        "issued after the revocation"
+    );
+    let mut ctx = RequestContext::new(http::Method::GET, "/".into());
+    let Flow::Reject(e) = f
+        .request(
+            &mut with_auth(&format!("Bearer {}", t("one", now()))),
+            &mut ctx,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("should refuse");
+    };
+    assert_eq!(e.code, ErrorCode::InvalidToken);
+    assert_eq!(e.message, "token revoked");
+}
+
 #[test]
 fn a_verified_token_is_answered_from_the_cache_until_its_exp() {
     let f = filter(&[]);
     let exp = now() + 100;
     let t = token(json!({"sub": "alice", "exp": exp, "iss": "fingate", "aud": "api"}));
-    let req = with_auth(&format!("Bearer {t}"));
-    let first = f.verify(&req).unwrap();
-    let again = f.verify(&req).unwrap();
+    let first = verify(&f, &format!("Bearer {t}")).unwrap();
+    let again = verify(&f, &format!("Bearer {t}")).unwrap();
     assert!(
         Arc::ptr_eq(&first, &again),
         "the second request is a cache hit"
@@ -196,13 +313,13 @@ fn a_verified_token_is_answered_from_the_cache_until_its_exp() {
 fn a_token_differing_in_one_byte_from_a_cached_one_is_verified_again() {
     let f = filter(&[]);
     let t = token(json!({"sub": "alice", "exp": now() + 100, "iss": "fingate", "aud": "api"}));
-    assert!(f.verify(&with_auth(&format!("Bearer {t}"))).is_ok());
+    assert!(verify(&f, &format!("Bearer {t}")).is_ok());
     // One character inside the signature (its last one has unused bits).
     let i = t.len() - 5;
     let other = if &t[i..=i] == "A" { "B" } else { "A" };
     let forged = format!("{}{other}{}", &t[..i], &t[i + 1..]);
     assert_eq!(
-        f.verify(&with_auth(&format!("Bearer {forged}"))).err(),
+        verify(&f, &format!("Bearer {forged}")).err(),
         Some(Reason::BadSignature)
     );
 }

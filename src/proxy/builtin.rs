@@ -1,11 +1,12 @@
 //! The endpoints fingate serves itself, as route targets (`serve:`): the token
-//! endpoint and the JWKS of an asymmetric signing key. They run after routing and
-//! the route's filters, like any other route.
+//! endpoint, the JWKS of its asymmetric keys, and the OAuth 2.0 metadata that
+//! points at both. They run after routing and the route's filters, like any other
+//! route.
 
 use super::local::{read_body, reject, respond};
 use super::Ctx;
 use crate::auth::token_endpoint::{body_too_large, TokenRequest, MAX_BODY};
-use crate::auth::AuthRuntime;
+use crate::auth::{metadata, AuthRuntime};
 use crate::config::Builtin;
 use crate::error::{ErrorCode, GatewayError, LocalResponse};
 use bytes::Bytes;
@@ -23,7 +24,73 @@ pub(super) async fn serve(
     match builtin {
         Builtin::Jwks => jwks(session, ctx, auth).await,
         Builtin::TokenEndpoint => token(session, ctx, auth).await,
+        Builtin::OauthMetadata => oauth_metadata(session, ctx, auth).await,
     }
+}
+
+/// The first route serving `builtin` at one exact path on every host: where the
+/// metadata says that endpoint is.
+fn path_of(config: &crate::config::Config, builtin: Builtin) -> Option<&str> {
+    config
+        .routes
+        .iter()
+        .find_map(|r| match (&r.target, &r.spec) {
+            (
+                crate::config::RouteTarget::Serve(b),
+                crate::routing::RouteSpec {
+                    host: None,
+                    pattern: crate::routing::PathPattern::Exact(path),
+                    ..
+                },
+            ) if *b == builtin && !path.contains('{') => Some(path.as_str()),
+            _ => None,
+        })
+}
+
+async fn oauth_metadata(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Result<()> {
+    if !matches!(ctx.req.method, Method::GET | Method::HEAD) {
+        let e = GatewayError::new(ErrorCode::MethodNotAllowed, "use GET")
+            .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return reject(session, ctx, e).await;
+    }
+    let Some(runtime) = ctx.runtime.clone() else {
+        let e = GatewayError::new(ErrorCode::InternalError, "no configuration");
+        return reject(session, ctx, e).await;
+    };
+    let issuer = &auth.config.issuer;
+    // An issuer URL places the endpoints; otherwise they are where this request
+    // came in (its scheme and Host).
+    let base = metadata::issuer_origin(issuer).unwrap_or_else(|| {
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        let scheme = if tls { "https" } else { "http" };
+        format!(
+            "{scheme}://{}",
+            ctx.req.host.as_deref().unwrap_or("localhost")
+        )
+    });
+    let at = metadata::Endpoints {
+        base: &base,
+        token: path_of(&runtime.config, Builtin::TokenEndpoint),
+        jwks: auth
+            .publishes_jwks()
+            .then(|| path_of(&runtime.config, Builtin::Jwks))
+            .flatten(),
+    };
+    let local = LocalResponse {
+        status: StatusCode::OK,
+        headers: vec![
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            ),
+        ],
+        body: Bytes::from(metadata::document(issuer, &at).to_string()),
+    };
+    respond(session, ctx, local).await
 }
 
 async fn jwks(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Result<()> {
@@ -73,10 +140,15 @@ async fn token(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Resu
         .headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.as_bytes().to_vec());
+    let authorization = head
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
     let outcome = endpoint
         .handle(TokenRequest {
             method: &method,
             content_type: content_type.as_deref(),
+            authorization: authorization.as_deref(),
             body: &body,
             client_ip: ctx.req.client_ip,
             request_id: &ctx.req.request_id,

@@ -4,13 +4,13 @@
 use super::attempts::{self, Attempt};
 use super::idempotency::{Claim, Record};
 use super::limit::{self, Algorithm, Decision, Rule, Window};
-use super::{now_us, Store, StoreError};
+use super::{now_us, Revocation, RevocationSet, Store, StoreError};
 use crate::store::StoreBackend;
 use async_trait::async_trait;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SHARDS: usize = 16;
@@ -45,6 +45,8 @@ pub struct MemoryStore {
     /// [`IDEMPOTENCY_MAX_BYTES`]): once reached (expired records dropped first), a
     /// new claim or a completion fails, and the filter's `on_store_error` decides.
     idempotency: Mutex<IdempotencyRecords>,
+    /// Revocations: in this process, the set the `jwt` filter reads is the state.
+    revocations: Arc<RevocationSet>,
 }
 
 /// Most idempotency records (in flight or done) held at once.
@@ -99,6 +101,7 @@ impl Default for MemoryStore {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             maps: Mutex::new(HashMap::new()),
             idempotency: Mutex::new(IdempotencyRecords::default()),
+            revocations: RevocationSet::new(),
         }
     }
 }
@@ -397,6 +400,15 @@ impl Store for MemoryStore {
             .get(map)
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default())
+    }
+
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        self.revocations.apply(revocation.clone());
+        Ok(())
+    }
+
+    fn revocations(&self) -> Arc<RevocationSet> {
+        self.revocations.clone()
     }
 }
 

@@ -9,7 +9,8 @@
 use super::attempts::{Attempt, GIVE_BACK_LUA, TAKE_LUA};
 use super::idempotency::{Claim, CLAIM_LUA, COMPLETE_LUA, RELEASE_LUA};
 use super::limit::{Algorithm, Decision, Rule, GCRA_LUA, SLIDING_WINDOW_LUA};
-use super::{Store, StoreError};
+use super::revocation::{self, REVOKE_LUA, SYNC_LUA};
+use super::{Revocation, RevocationSet, Store, StoreError};
 use crate::metrics::metrics;
 use crate::store::StoreBackend;
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
 use std::time::Duration;
+
+mod revocation_feed;
 
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
@@ -45,6 +48,11 @@ pub struct RedisStore {
     claim: Script,
     complete: Script,
     release: Script,
+    revoke: Script,
+    sync_revocations: Script,
+    /// Kept current by [`revocation_feed::follow`] (pub/sub and a resync on
+    /// every connection).
+    revocations: Arc<RevocationSet>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -84,9 +92,13 @@ impl RedisStore {
             claim: Script::new(CLAIM_LUA),
             complete: Script::new(COMPLETE_LUA),
             release: Script::new(RELEASE_LUA),
+            revoke: Script::new(REVOKE_LUA),
+            sync_revocations: Script::new(SYNC_LUA),
+            revocations: RevocationSet::new(),
         });
         let weak = Arc::downgrade(&store);
-        crate::background::control_runtime().spawn(probe(weak));
+        crate::background::control_runtime().spawn(probe(weak.clone()));
+        crate::background::control_runtime().spawn(revocation_feed::follow(weak));
         store
     }
 
@@ -134,6 +146,20 @@ impl RedisStore {
             }
             Err(_) => Err(self.failed(operation, StoreError::Timeout(self.timeout))),
         }
+    }
+
+    /// Every revocation in force, read from the store (and ended ones dropped there).
+    async fn read_revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        let lines = self
+            .run("revocations_sync", |mut c| async move {
+                self.sync_revocations
+                    .key(revocation::TOKENS_KEY)
+                    .key(revocation::CONSUMERS_KEY)
+                    .invoke_async::<Vec<String>>(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(lines.iter().filter_map(|l| Revocation::decode(l)).collect())
     }
 
     fn succeeded(&self) {
@@ -381,5 +407,39 @@ impl Store for RedisStore {
                 .await
         })
         .await
+    }
+
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        let (kind, name, at, until) = match revocation {
+            Revocation::Token { jti, until } => ("j", jti, 0, *until),
+            Revocation::Consumer {
+                consumer,
+                at,
+                until,
+            } => ("s", consumer, *at, *until),
+        };
+        let published = self
+            .run("revoke", |mut c| async move {
+                self.revoke
+                    .key(revocation::TOKENS_KEY)
+                    .key(revocation::CONSUMERS_KEY)
+                    .arg(kind)
+                    .arg(name)
+                    .arg(at)
+                    .arg(until)
+                    .arg(revocation::CHANNEL)
+                    .invoke_async::<String>(&mut c)
+                    .await
+            })
+            .await?;
+        // Applied here at once; the same message comes back through the feed.
+        if let Some(r) = Revocation::decode(&published) {
+            self.revocations.apply(r);
+        }
+        Ok(())
+    }
+
+    fn revocations(&self) -> Arc<RevocationSet> {
+        self.revocations.clone()
     }
 }

@@ -2,9 +2,12 @@
 //! rate-limit call's cost recorded, an optional delay per decision (a slow Redis),
 //! and a switch that makes every decision fail (a dead one).
 
-use super::{Attempt, Claim, Decision, MemoryStore, Rule, Store, StoreError};
+use super::{
+    Attempt, Claim, Decision, MemoryStore, Revocation, RevocationSet, Rule, Store, StoreError,
+};
 use crate::store::StoreBackend;
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -115,5 +118,11 @@ impl Store for TestStore {
     }
     async fn map_entries(&self, map: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.inner.map_entries(map).await
+    }
+    async fn revoke(&self, revocation: &Revocation) -> Result<(), StoreError> {
+        self.inner.revoke(revocation).await
+    }
+    fn revocations(&self) -> Arc<RevocationSet> {
+        self.inner.revocations()
     }
 }

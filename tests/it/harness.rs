@@ -202,8 +202,24 @@ impl Gateway {
         Self::start_in(yaml, env, args, &[])
     }
 
+    /// Like [`Gateway::start`], listening on `addr` (a port the test chose
+    /// before, e.g. named in another gateway's config).
+    pub fn start_at(yaml: &str, addr: SocketAddr) -> Gateway {
+        Self::start_on(yaml, Some(addr), &[], &[], &[])
+    }
+
     fn start_in(
         yaml: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        files: &[(&str, &str)],
+    ) -> Gateway {
+        Self::start_on(yaml, None, env, args, files)
+    }
+
+    fn start_on(
+        yaml: &str,
+        addr: Option<SocketAddr>,
         env: &[(&str, &str)],
         args: &[&str],
         files: &[(&str, &str)],
@@ -212,7 +228,8 @@ impl Gateway {
         for (name, contents) in files {
             std::fs::write(dir.path().join(name), contents).unwrap();
         }
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr: SocketAddr =
+            addr.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, fill(yaml, addr, admin)).unwrap();

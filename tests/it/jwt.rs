@@ -283,7 +283,10 @@ fn partner_tokens_are_accepted_only_where_their_key_is_listed() {
         let t = partner_token(alg, kid);
         let r = bearer_get(gw, "/partner", &t);
         assert_eq!(r.status, 200, "{kid}: {}", r.body_text());
-        assert_eq!(r.json()["headers"]["x-consumer-id"][0], "partner-bank");
+        // Another issuer's consumer: never a local one of the same name.
+        let seen = &r.json()["headers"];
+        assert_eq!(seen["x-consumer-id"][0], "partner-idp#partner-bank");
+        assert_eq!(seen["x-consumer-issuer"][0], "partner-idp");
         let r = bearer_get(gw, "/_mock/echo", &t);
         assert_eq!(r.status, 401, "{kid} on a route that does not list it");
         assert_eq!(r.json()["error"], "invalid_token");

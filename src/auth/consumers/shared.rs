@@ -102,7 +102,22 @@ impl ConsumerStore for SharedConsumers {
         }
     }
 
+    /// Removes the consumer and revokes its tokens: the revocation first, so a
+    /// consumer is never gone while its tokens still work.
     async fn remove(&self, username: &str) -> Result<bool, ConsumerStoreError> {
+        let exists = self
+            .store
+            .map_get(CONSUMERS_KEY, username)
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        self.store
+            .revoke(&super::revoke_all_of(username))
+            .await
+            .map_err(unavailable)?;
         self.store
             .map_remove(CONSUMERS_KEY, username)
             .await
@@ -136,6 +151,13 @@ mod tests {
             Err(ConsumerStoreError::Exists("partner".into()))
         );
         let got = s.get("partner").await.unwrap().unwrap();
+        let revoked = |s: &SharedConsumers| {
+            let now = crate::auth::claims::now();
+            s.store
+                .revocations()
+                .is_revoked(None, "partner", Some(now - 1), now)
+        };
+        assert!(!revoked(&s));
         assert_eq!(*got, consumer("partner"));
         let list = s.list().await.unwrap();
         assert_eq!(list.len(), 1);

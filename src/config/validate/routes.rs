@@ -196,10 +196,10 @@ fn check_filter(
     }
 }
 
-/// `unmatched` labels requests no route serves; `token_endpoint` and `jwks` name the
-/// routes `auth.token_endpoint.path` adds. A route of the same name would mix its
-/// numbers with theirs.
-const RESERVED_ROUTE_NAMES: &[&str] = &["unmatched", "token_endpoint", "jwks"];
+/// `unmatched` labels requests no route serves; `token_endpoint`, `jwks` and
+/// `oauth_metadata` name the routes `auth.token_endpoint.path` adds. A route of the
+/// same name would mix its numbers with theirs.
+const RESERVED_ROUTE_NAMES: &[&str] = &["unmatched", "token_endpoint", "jwks", "oauth_metadata"];
 
 /// Where a route was written: in `routes`, or added by a shorthand setting.
 #[derive(Debug, Clone, Copy)]
@@ -255,7 +255,7 @@ pub(super) fn routes(
                 errors,
                 format!("{base}.name"),
                 format!(
-                    "route name {:?} is reserved: `unmatched` labels requests no route serves; `token_endpoint` and `jwks` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
+                    "route name {:?} is reserved: `unmatched` labels requests no route serves; `token_endpoint`, `jwks` and `oauth_metadata` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
                     file.name
                 ),
             );
@@ -316,6 +316,9 @@ fn target(
                 Builtin::Jwks if !publishes_jwks(targets.auth) => Some(
                     "needs an asymmetric signing key (`private_key_file` with `sign: true`): an HMAC secret has no public half to publish",
                 ),
+                Builtin::OauthMetadata if targets.auth.token_endpoint.is_none() => Some(
+                    "describes the token endpoint: it needs `auth.token_endpoint` (and a key with `sign: true`)",
+                ),
                 _ => None,
             };
             if let Some(why) = missing {
@@ -338,7 +341,7 @@ fn target(
             push(
                 errors,
                 base,
-                "give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks)",
+                "give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks | oauth_metadata)",
             );
             None
         }
@@ -349,8 +352,9 @@ fn publishes_jwks(auth: &crate::auth::AuthConfig) -> bool {
     auth.keys.signing().is_some_and(|k| k.jwk.is_some())
 }
 
-/// The routes `auth.token_endpoint.path` adds: the token endpoint there, and the
-/// JWKS at its well-known path when the signing key is asymmetric.
+/// The routes `auth.token_endpoint.path` adds: the token endpoint there, the
+/// OAuth 2.0 metadata and (when the signing key is asymmetric) the JWKS at their
+/// well-known paths.
 fn shorthand_routes(
     auth: &crate::auth::AuthConfig,
     default_max_body: u64,
@@ -379,6 +383,11 @@ fn shorthand_routes(
         let jwks = route("jwks", crate::auth::JWKS_PATH.to_owned(), Builtin::Jwks);
         out.push((origin, jwks));
     }
+    let metadata = crate::auth::metadata::PATH.to_owned();
+    out.push((
+        origin,
+        route("oauth_metadata", metadata, Builtin::OauthMetadata),
+    ));
     out
 }
 

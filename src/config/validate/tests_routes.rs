@@ -18,8 +18,8 @@ const ROUTES: &[Case] = &[
         "gateway.yaml:3:7: routes[1].name: invalid route name \"\": use 1-64 letters, digits, '-', '_' or '.'",
     ]),
     ("route reserved names", "routes:\n  - { name: unmatched, match: { prefix: /a }, upstream: svc }\n  - { name: jwks, match: { prefix: /b }, upstream: svc }\n", &[
-        "gateway.yaml:2:7: routes[0].name: route name \"unmatched\" is reserved: `unmatched` labels requests no route serves; `token_endpoint` and `jwks` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
-        "gateway.yaml:3:7: routes[1].name: route name \"jwks\" is reserved: `unmatched` labels requests no route serves; `token_endpoint` and `jwks` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
+        "gateway.yaml:2:7: routes[0].name: route name \"unmatched\" is reserved: `unmatched` labels requests no route serves; `token_endpoint`, `jwks` and `oauth_metadata` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
+        "gateway.yaml:3:7: routes[1].name: route name \"jwks\" is reserved: `unmatched` labels requests no route serves; `token_endpoint`, `jwks` and `oauth_metadata` name the routes `auth.token_endpoint.path` adds (write your own with `serve:` under another name)",
     ]),
     ("route same host method path", "routes:\n  - { name: a, match: { path: /a, methods: [GET] }, upstream: svc }\n  - { name: b, match: { path: /a, methods: [GET, POST] }, upstream: svc }\n", &[
         "gateway.yaml:3:25: routes[1].match.path: `/a` conflicts with route 0: same host and pattern, both accept GET",
@@ -73,17 +73,17 @@ const ROUTES: &[Case] = &[
     ]),
     ("route unknown key and missing field", "routes:\n  - { name: a, match: { prefix: /a }, upstream: svc, colour: blue }\n  - { name: b, match: { prefix: /b } }\n  - { name: c, match: { prefix: /c, query: x }, upstream: svc }\n", &[
         "gateway.yaml:2:54: routes[0].colour: unknown field `colour`, expected one of `name`, `match`, `upstream`, `serve`, `rewrite`, `max_body`, `filters`",
-        "gateway.yaml:3:5: routes[1]: give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks)",
+        "gateway.yaml:3:5: routes[1]: give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks | oauth_metadata)",
         "gateway.yaml:4:37: routes[2].match.query: unknown field `query`, expected one of `path`, `prefix`, `methods`, `host`",
     ]),
-    ("built-in endpoints as routes", "auth:\n  keys: [{ id: own, algorithm: EdDSA, private_key_file: '${KEYS}/ed25519.pem', sign: true }]\n  token_endpoint: {}\nroutes:\n  - { name: login, match: { path: /login, methods: [POST] }, serve: token_endpoint, filters: [{ rate_limit: { key: ip, limit: 3, per: 1m } }] }\n  - { name: keys, match: { path: /keys }, serve: jwks }\n", &[]),
+    ("built-in endpoints as routes", "auth:\n  keys: [{ id: own, algorithm: EdDSA, private_key_file: '${KEYS}/ed25519.pem', sign: true }]\n  token_endpoint: {}\nroutes:\n  - { name: login, match: { path: /login, methods: [POST] }, serve: token_endpoint, filters: [{ rate_limit: { key: ip, limit: 3, per: 1m } }] }\n  - { name: keys, match: { path: /keys }, serve: jwks }\n  - { name: meta, match: { path: /meta }, serve: oauth_metadata }\n", &[]),
     ("serve needs what it serves", "auth:\n  keys: [{ id: main, algorithm: HS256, secret: '${FG_SECRET}', sign: true }]\nroutes:\n  - { name: login, match: { path: /login }, serve: token_endpoint }\n  - { name: keys, match: { path: /keys }, serve: jwks }\n  - { name: meta, match: { path: /meta }, serve: oauth_metadata }\n", &[
         "gateway.yaml:4:45: routes[0].serve: `token_endpoint` needs `auth.token_endpoint` (and a key with `sign: true`)",
         "gateway.yaml:5:43: routes[1].serve: `jwks` needs an asymmetric signing key (`private_key_file` with `sign: true`): an HMAC secret has no public half to publish",
-        "gateway.yaml:6:43: routes[2].serve: unknown variant `oauth_metadata`, expected `token_endpoint` or `jwks`",
+        "gateway.yaml:6:43: routes[2].serve: `oauth_metadata` describes the token endpoint: it needs `auth.token_endpoint` (and a key with `sign: true`)",
     ]),
     ("upstream or serve, not both; no rewrite on serve", "auth:\n  keys: [{ id: main, algorithm: HS256, secret: '${FG_SECRET}', sign: true }]\n  token_endpoint: {}\nroutes:\n  - { name: a, match: { path: /a }, upstream: svc, serve: token_endpoint }\n  - { name: b, match: { path: /b }, serve: token_endpoint, rewrite: { path: /x } }\n", &[
-        "gateway.yaml:5:5: routes[0]: give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks)",
+        "gateway.yaml:5:5: routes[0]: give exactly one of `upstream` (a group from `upstreams`) or `serve` (token_endpoint | jwks | oauth_metadata)",
         "gateway.yaml:6:60: routes[1].rewrite: a route with `serve` answers itself: `rewrite` applies to `upstream` routes only",
     ]),
     ("the token_endpoint.path shorthand adds a route that may conflict", "auth:\n  keys: [{ id: main, algorithm: HS256, secret: '${FG_SECRET}', sign: true }]\n  token_endpoint: { path: /auth/token }\nroutes:\n  - { name: mine, match: { path: /auth/token }, upstream: svc }\n", &[
@@ -259,6 +259,20 @@ const AUTH: &[Case] = &[
         "gateway.yaml:2:3: auth.keys: 2 keys have `sign: true`; mark exactly one",
     ]),
     ("auth asymmetric keys are fine", "auth:\n  issuer: https://gw.example\n  audience: fintech-api\n  leeway: 5m\n  keys:\n    - { id: own, algorithm: EdDSA, private_key_file: '${KEYS}/ed25519.pem', sign: true }\n    - { id: partner, algorithm: EdDSA, public_key_file: '${KEYS}/ed25519.pub.pem', accept: when_listed, issuer: https://idp.partner.example }\n  token_endpoint: { path: /login, default_ttl: 5m, max_ttl: 1h, max_concurrent_logins: 4, lockout: { username_failures: 3, ip_failures: 10, window: 10m } }\nfilters:\n  - jwt: { keys: [own, partner] }\n", &[]),
+    ("auth remote key sets are fine", "auth:\n  keys:\n    - { id: main, algorithm: HS256, secret: '${FG_SECRET}', sign: true }\n    - { id: idp, jwks_url: 'https://idp.example/jwks', issuer: 'https://idp.example/', audience: api, refresh: 5m, max_stale: 2h, algorithm: RS256, accept: when_listed }\n    - { id: local-idp, jwks_url: 'http://127.0.0.1:8081/jwks', issuer: local-idp }\nfilters:\n  - jwt: { keys: [main, idp] }\n", &[]),
+    ("auth remote key set rules", "auth:\n  keys:\n    - { id: a, jwks_url: 'http://idp.example/jwks', issuer: 'https://idp.example' }\n    - { id: b, jwks_url: 'https://idp.example/jwks' }\n    - { id: c, jwks_url: 'https://idp.example/jwks', issuer: fingate, secret: '${FG_SECRET}', sign: true }\n    - { id: d, jwks_url: 'https://idp.example/jwks', issuer: 'https://idp.example#x', algorithm: HS256, refresh: 10s, max_stale: 1m }\n    - { id: e, algorithm: RS256, public_key_file: '${KEYS}/ed25519.pub.pem', refresh: 5m }\n    - { id: b, jwks_url: 'ftp://idp.example/jwks', issuer: x }\n", &[
+        "gateway.yaml:3:16: auth.keys[0].jwks_url: \"http://idp.example/jwks\": use https:// (plain http:// only to a loopback address such as 127.0.0.1)",
+        "gateway.yaml:4:7: auth.keys[1]: a key set from `jwks_url` needs `issuer`: the `iss` of its tokens, e.g. https://idp.example.com/",
+        "gateway.yaml:5:54: auth.keys[2].issuer: \"fingate\" is this gateway's own issuer (auth.issuer): a fetched key set must not mint tokens of local consumers",
+        "gateway.yaml:5:71: auth.keys[2].secret: a key set from `jwks_url` brings its own keys: remove this, or make it a separate key",
+        "gateway.yaml:5:95: auth.keys[2].sign: a fetched key set has only public keys and cannot sign",
+        "gateway.yaml:6:54: auth.keys[3].issuer: \"https://idp.example#x\" contains '#': an issuer identifier has no fragment",
+        "gateway.yaml:6:87: auth.keys[3].algorithm: HS256 keys are shared secrets, never published in a key set: use RS*, PS*, ES* or EdDSA",
+        "gateway.yaml:6:105: auth.keys[3].refresh: use 1m to 24h",
+        "gateway.yaml:7:34: auth.keys[4].public_key_file: $KEYS/ed25519.pub.pem: not a RS256 public key in PEM form: InvalidKeyFormat",
+        "gateway.yaml:7:78: auth.keys[4].refresh: only a key set fetched from `jwks_url` is refreshed",
+        "gateway.yaml:8:16: auth.keys[5].jwks_url: \"ftp://idp.example/jwks\": the scheme ftp:// is not fetched; use https://",
+    ]),
     ("auth leeway", "auth:\n  leeway: 6m\n", &[
         "gateway.yaml:2:3: auth.leeway: use at most 5m: leeway extends every token's life",
     ]),
