@@ -76,21 +76,8 @@ async fn oauth_metadata(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime
             .then(|| path_of(&runtime.config, Builtin::Jwks))
             .flatten(),
     };
-    let local = LocalResponse {
-        status: StatusCode::OK,
-        headers: vec![
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            ),
-        ],
-        body: Bytes::from(metadata::document(issuer, &at).to_string()),
-    };
-    respond(session, ctx, local).await
+    let document = metadata::document(issuer, &at).to_string();
+    respond(session, ctx, public_json(document)).await
 }
 
 async fn jwks(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Result<()> {
@@ -105,7 +92,13 @@ async fn jwks(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Resul
             .with_header(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return reject(session, ctx, e).await;
     }
-    let local = LocalResponse {
+    respond(session, ctx, public_json(jwks.to_string())).await
+}
+
+/// A public JSON document (key set, server metadata) that clients may cache for
+/// five minutes: keys roll over slower than that.
+fn public_json(body: String) -> LocalResponse {
+    LocalResponse {
         status: StatusCode::OK,
         headers: vec![
             (
@@ -117,9 +110,8 @@ async fn jwks(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Resul
                 HeaderValue::from_static("public, max-age=300"),
             ),
         ],
-        body: Bytes::from(jwks.to_string()),
-    };
-    respond(session, ctx, local).await
+        body: Bytes::from(body),
+    }
 }
 
 async fn token(session: &mut Session, ctx: &mut Ctx, auth: &AuthRuntime) -> Result<()> {
