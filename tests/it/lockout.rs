@@ -57,13 +57,14 @@ fn attack(gateways: &[&Gateway]) -> (Vec<u16>, Response) {
     })
 }
 
-/// At most the lockout's 5 checks (fewer only if the password checks were
-/// saturated: a login that waited too long for one is refused unchecked).
+/// At most the lockout's 5 checks (fewer, even none, when the password checks
+/// were saturated: a login that waited too long for one is refused unchecked, as
+/// on a test machine running the whole suite on two cores).
 fn assert_bounded(statuses: &[u16], owner: &Response) {
     let checked = statuses.iter().filter(|&&s| s == 401).count();
     let refused = statuses.iter().filter(|&&s| s == 429).count();
     assert!(
-        (1..=5).contains(&checked),
+        checked <= 5,
         "password checks of the burst: {checked}: {statuses:?}"
     );
     assert_eq!(checked + refused, BURST, "{statuses:?}");
