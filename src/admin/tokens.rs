@@ -7,8 +7,8 @@
 //! The revocation goes through the store: with Redis every gateway of the fleet
 //! refuses the token within a second.
 //!
-//! The handler returns an [`Outcome`] — the action, its target, and the result —
-//! which the admin listener renders (and can report).
+//! The handler returns an [`Outcome`] — its target and the result — which the
+//! admin listener renders and writes to the audit log.
 
 use crate::auth::claims::{consumer_id, now, rfc3339};
 use crate::error::{ErrorCode, GatewayError};
@@ -24,8 +24,6 @@ const MAX_NAME: usize = 1024;
 /// What an admin action did: enough to answer it and to report it.
 #[derive(Debug)]
 pub struct Outcome {
-    /// e.g. `tokens.revoke`
-    pub action: &'static str,
     /// What it acted on, e.g. `jti:0f3c…` or `sub:mobile-app`; empty when the
     /// request did not say.
     pub target: String,
@@ -101,12 +99,10 @@ fn parse(body: &[u8], own_issuer: &str) -> Result<(Revocation, String), (String,
 
 /// Revokes what `body` names, through the runtime's store.
 pub(super) async fn revoke(body: &[u8], runtime: &Runtime) -> Outcome {
-    let action = "tokens.revoke";
     let (revocation, target) = match parse(body, &runtime.config.auth.issuer) {
         Ok(r) => r,
         Err((target, e)) => {
             return Outcome {
-                action,
                 target,
                 result: Err(e),
             }
@@ -133,11 +129,7 @@ pub(super) async fn revoke(body: &[u8], runtime: &Runtime) -> Outcome {
             format!("the revocation could not be recorded: {e}"),
         )),
     };
-    Outcome {
-        action,
-        target,
-        result,
-    }
+    Outcome { target, result }
 }
 
 #[cfg(test)]

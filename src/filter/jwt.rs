@@ -150,8 +150,6 @@ pub struct Verified {
     pub claims: Claims,
     /// `sub`, or `<iss>#<sub>` for another issuer than the gateway's own.
     pub consumer: String,
-    /// Whether the gateway's own issuer signed it.
-    pub local: bool,
     /// What the upstream is told.
     identity: Identity,
 }
@@ -386,8 +384,8 @@ impl JwtFilter {
             return Err(Reason::WrongIssuer);
         }
         let consumer = consumer_id(&claims.iss, &claims.sub, &self.own_issuer).into_owned();
-        let local = *claims.iss == *self.own_issuer;
-        let issuer = match local {
+        // Tokens of the gateway's own issuer keep the plain `sub`, without an issuer.
+        let issuer = match *claims.iss == *self.own_issuer {
             true => None,
             false => Some(HeaderValue::from_str(&claims.iss).map_err(|_| Reason::Malformed)?),
         };
@@ -399,7 +397,6 @@ impl JwtFilter {
         };
         let own_key = self.keys.iter().any(|k| Arc::ptr_eq(k, &key));
         let verified = Verified {
-            local,
             claims,
             consumer,
             identity: Identity { id, scopes, issuer },
