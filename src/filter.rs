@@ -18,6 +18,9 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod validate;
 
+#[cfg(test)]
+mod test_resp;
+
 use crate::context::RequestContext;
 use crate::error::GatewayError;
 pub use crate::error::LocalResponse;

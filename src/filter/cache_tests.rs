@@ -3,37 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use super::*;
+use crate::filter::test_resp::Resp;
 use http::HeaderMap;
-
-/// A response head with a status, as the proxy's view gives one.
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-}
-
-impl HeaderEdit for Resp {
-    fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
-        self.headers.get(name)
-    }
-    fn get_all(&self, name: &HeaderName) -> http::header::GetAll<'_, HeaderValue> {
-        self.headers.get_all(name)
-    }
-    fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        self.headers.insert(name, value);
-    }
-    fn append(&mut self, name: HeaderName, value: HeaderValue) {
-        self.headers.append(name, value);
-    }
-    fn remove(&mut self, name: &HeaderName) -> Option<HeaderValue> {
-        self.headers.remove(name)
-    }
-    fn entries(&self) -> Vec<(HeaderName, HeaderValue)> {
-        self.headers.entries()
-    }
-    fn status(&self) -> Option<StatusCode> {
-        Some(self.status)
-    }
-}
 
 fn filter(yaml: &str) -> CacheFilter {
     let options: CacheOptions = serde_yaml::from_str(yaml).unwrap();
