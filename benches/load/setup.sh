@@ -73,9 +73,10 @@ WORK=$(mktemp -d /tmp/fingate-load.XXXXXX)
 declare -A PID PORT
 cleanup() {
   trap - EXIT INT TERM
-  # SIGINT stops Pingora (and fingate) at once; SIGTERM is nginx's fast shutdown.
+  # SIGINT stops Pingora (and fingate) at once; SIGTERM is nginx's fast shutdown and
+  # HAProxy's hard stop (HAProxy ignores SIGINT in -db mode).
   for name in "${!PID[@]}"; do
-    case $name in nginx*|origin|otlp) kill -TERM "${PID[$name]}" 2>/dev/null || true ;;
+    case $name in nginx*|origin|otlp|haproxy*) kill -TERM "${PID[$name]}" 2>/dev/null || true ;;
                   *)            kill -INT  "${PID[$name]}" 2>/dev/null || true ;; esac
   done
   wait 2>/dev/null || true
