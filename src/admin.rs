@@ -142,7 +142,7 @@ impl AdminApp {
                     return refusal;
                 }
                 if p == "/admin/cache" {
-                    return purge_cache(&m, session.req_header().uri.query(), &runtime, origin);
+                    return purge_cache(&m, session.req_header().uri.query(), &runtime, origin).await;
                 }
                 if p == "/admin/consumers" || p.starts_with("/admin/consumers/") {
                     return consumers::handle(&m, p, &body, &runtime.auth, origin).await;
@@ -162,8 +162,10 @@ impl AdminApp {
 }
 
 /// `DELETE /admin/cache[?prefix=/api/...]`: drops every entry, or those whose
-/// client-facing path starts with the prefix.
-fn purge_cache(
+/// client-facing path starts with the prefix, here and (through a shared store) on
+/// every other gateway of the fleet. When the fleet could not be told, the answer
+/// is 503 `store_unavailable` (the purge here is done; repeating it is safe).
+async fn purge_cache(
     method: &Method,
     query: Option<&str>,
     runtime: &Runtime,
@@ -183,19 +185,32 @@ fn purge_cache(
         ));
     }
     let purged = runtime.cache.purge(prefix.as_deref());
-    tracing::info!(prefix = prefix.as_deref(), purged, "cache purged");
+    let fleet = runtime.store.publish_cache_purge(prefix.as_deref()).await;
+    tracing::info!(prefix = prefix.as_deref(), purged, fleet = ?fleet.as_ref().map_err(ToString::to_string), "cache purged");
+    let told = matches!(fleet, Ok(true));
+    let failure = fleet.err().map(|e| {
+        GatewayError::new(
+            ErrorCode::StoreUnavailable,
+            format!("purged {purged} entries here, but the other gateways sharing the store were not told ({e}); repeat the purge"),
+        )
+    });
     AdminAction {
         action: Action::CachePurged,
         target: prefix.as_deref().unwrap_or("*"),
-        outcome: Outcome::Ok,
+        outcome: failure
+            .as_ref()
+            .map_or(Outcome::Ok, |e| Outcome::Error(e.code.as_str())),
         origin,
-        details: &[("purged", purged.into())],
+        details: &[("purged", purged.into()), ("fleet", told.into())],
     }
     .record();
-    json_response(
-        StatusCode::OK,
-        &json!({ "result": "ok", "prefix": prefix, "purged": purged }),
-    )
+    match failure {
+        Some(e) => error(e),
+        None => json_response(
+            StatusCode::OK,
+            &json!({ "result": "ok", "prefix": prefix, "purged": purged, "fleet": told }),
+        ),
+    }
 }
 
 /// The percent-decoded value of `name` in a query string (`+` is kept as is).

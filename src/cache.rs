@@ -101,6 +101,13 @@ pub struct Cache {
     max_size: u64,
 }
 
+/// Purges published by other gateways sharing the store land here.
+impl crate::store::PurgeListener for Cache {
+    fn purge(&self, prefix: Option<&str>) -> u64 {
+        Cache::purge(self, prefix)
+    }
+}
+
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")

@@ -195,6 +195,13 @@ impl Runtime {
         })
     }
 
+    /// Cache purges published by other gateways sharing the store reach this
+    /// runtime's cache from now on (set when the runtime is put in service).
+    fn listen_for_fleet_purges(&self) {
+        let cache = Arc::downgrade(&self.cache);
+        self.store.listen_for_purges(cache);
+    }
+
     /// The route a table entry names.
     pub fn route(&self, index: usize) -> Option<&Arc<Route>> {
         self.routes.get(index)
@@ -289,6 +296,7 @@ impl Gateway {
         configure_tracing(&config);
         let runtime = Runtime::build(config, None)?;
         runtime.start_health_checks();
+        runtime.listen_for_fleet_purges();
         revoke_withdrawn(&runtime, None);
         Ok(Arc::new(Self {
             current: ArcSwap::from_pointee(runtime),
@@ -354,6 +362,7 @@ impl Gateway {
         configure_tracing(&config);
         let next = Runtime::build(config, Some(&old))?;
         next.start_health_checks();
+        next.listen_for_fleet_purges();
         revoke_withdrawn(&next, Some(&old));
         let next = Arc::new(next);
         self.current.store(next.clone());

@@ -11,6 +11,7 @@ pub mod attempts;
 pub mod idempotency;
 pub mod limit;
 mod memory;
+pub mod purge;
 mod redis;
 pub mod revocation;
 #[cfg(test)]
@@ -20,13 +21,14 @@ pub use attempts::Attempt;
 pub use idempotency::Claim;
 pub use limit::{Algorithm, Decision, Rule};
 pub use memory::MemoryStore;
-pub use redis::RedisStore;
+pub use purge::PurgeListener;
+pub use redis::{topology::Topology, RedisStore};
 pub use revocation::{Revocation, RevocationSet};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Where shared state lives (`store.backend`).
@@ -149,6 +151,16 @@ pub trait Store: Send + Sync + Debug {
     /// This gateway's copy of the revocations, kept current by the store: what the
     /// `jwt` filter checks on every request, without a store call.
     fn revocations(&self) -> Arc<RevocationSet>;
+
+    /// Tells the other gateways sharing this store to purge their response caches
+    /// as this one just did ([`purge`]): `Ok(true)` once published, `Ok(false)`
+    /// when no other gateway shares it (memory).
+    async fn publish_cache_purge(&self, _prefix: Option<&str>) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Where purges published by other gateways go from now on.
+    fn listen_for_purges(&self, _listener: Weak<dyn PurgeListener>) {}
 }
 
 /// Builds the store a config asks for. Never does I/O: a redis store connects

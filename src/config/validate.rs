@@ -273,14 +273,10 @@ fn store(value: Value, errors: &mut Errors) -> StoreConfig {
             "store.url",
             "`url` is only used with backend: redis",
         ),
-        (StoreBackend::Redis, Some(url))
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) =>
-        {
-            push(
-                errors,
-                "store.url",
-                format!("{url:?} is not a redis:// or rediss:// URL"),
-            )
+        (StoreBackend::Redis, Some(url)) => {
+            if let Err(e) = crate::store::Topology::parse(url) {
+                push(errors, "store.url", e);
+            }
         }
         _ => {}
     }

@@ -1,6 +1,9 @@
-//! The Redis store: one multiplexed connection per gateway process, managed by the
-//! redis crate's `ConnectionManager` (it reconnects by itself), created lazily so
-//! start-up never waits for Redis. Every operation is bounded by `store.timeout`.
+//! The Redis store: one server, a Redis Cluster or a Sentinel-watched primary
+//! ([`topology`]), reached through one multiplexed connection per thread that uses
+//! it ([`connect`]), created lazily so start-up never waits for Redis; the
+//! connections reconnect by themselves. Every operation is bounded by
+//! `store.timeout`. Every key one operation touches shares a hash slot (callers
+//! put a `{hash tag}` in their keys), so each Lua script runs on one cluster node.
 //!
 //! Health: a probe every half second (and every operation) keeps a `ready` flag for
 //! `/readyz`; the first failure after success is logged once, and so is recovery,
@@ -9,38 +12,51 @@
 use super::attempts::{Attempt, GIVE_BACK_LUA, TAKE_LUA};
 use super::idempotency::{Claim, CLAIM_LUA, COMPLETE_LUA, RELEASE_LUA};
 use super::limit::{Algorithm, Decision, Rule, GCRA_LUA, SLIDING_WINDOW_LUA};
+use super::purge::{self, PurgeListener};
 use super::revocation::{self, REVOKE_LUA, SYNC_LUA};
 use super::{Revocation, RevocationSet, Store, StoreError};
 use crate::metrics::metrics;
 use crate::store::StoreBackend;
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use connect::{Conn, Target};
+use redis::aio::ConnectionManagerConfig;
 use redis::{RedisResult, Script};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-mod revocation_feed;
+mod connect;
+mod feed;
+pub mod topology;
 
 const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How long without a failed operation before the store counts as ready again.
+const READY_AFTER_QUIET_MS: u64 = 1000;
 
 pub struct RedisStore {
-    /// None when the URL could not be parsed (then every operation fails).
-    client: Option<redis::Client>,
+    /// None when the URL could not be used (then every operation fails).
+    target: Option<Target>,
     config: ConnectionManagerConfig,
+    /// Bumped when the connections are replaced (Sentinel named another primary):
+    /// the fleet feed then subscribes again.
+    generation: AtomicU64,
     /// One connection per thread that uses the store. A manager's I/O task runs on
     /// the runtime that first drives it; per thread, that is the Pingora worker's
     /// own runtime, so a decision costs no wake-ups of another thread (measured:
     /// a shared connection driven from the control runtime doubled the gateway's
     /// CPU per limited request).
-    conns: Mutex<HashMap<ThreadId, ConnectionManager>>,
+    conns: Mutex<HashMap<ThreadId, Conn>>,
     timeout: Duration,
     ready: AtomicBool,
     /// Set while a failure has been logged and no success seen since.
     down_logged: AtomicBool,
+    opened: Instant,
+    /// When an operation last failed ([`RedisStore::now_ms`]; 0: never).
+    last_failure: AtomicU64,
     gcra: Script,
     window: Script,
     take: Script,
@@ -50,9 +66,13 @@ pub struct RedisStore {
     release: Script,
     revoke: Script,
     sync_revocations: Script,
-    /// Kept current by [`revocation_feed::follow`] (pub/sub and a resync on
-    /// every connection).
+    /// Kept current by [`feed::follow`] (pub/sub and a resync on every
+    /// connection).
     revocations: Arc<RevocationSet>,
+    /// Where cache purges published by other gateways go (the response cache).
+    purge_listener: Mutex<Option<Weak<dyn PurgeListener>>>,
+    /// Names this gateway's purge messages, so it ignores its own.
+    origin: String,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -75,16 +95,19 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(100))
             .set_max_delay(Duration::from_millis(400));
-        let client = redis::Client::open(url)
+        let target = Target::open(url, timeout)
             .map_err(|e| tracing::error!(error = %e, "store.url: cannot use this redis URL; store operations will fail"))
             .ok();
         let store = Arc::new(Self {
-            client,
+            target,
             config,
+            generation: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             timeout,
             ready: AtomicBool::new(false),
             down_logged: AtomicBool::new(false),
+            opened: Instant::now(),
+            last_failure: AtomicU64::new(0),
             gcra: Script::new(GCRA_LUA),
             window: Script::new(SLIDING_WINDOW_LUA),
             take: Script::new(TAKE_LUA),
@@ -95,40 +118,52 @@ impl RedisStore {
             revoke: Script::new(REVOKE_LUA),
             sync_revocations: Script::new(SYNC_LUA),
             revocations: RevocationSet::new(),
+            purge_listener: Mutex::new(None),
+            origin: purge::new_origin(),
         });
         let weak = Arc::downgrade(&store);
         crate::background::control_runtime().spawn(probe(weak.clone()));
-        crate::background::control_runtime().spawn(revocation_feed::follow(weak));
+        crate::background::control_runtime().spawn(feed::follow(weak));
         store
     }
 
     /// This thread's connection, made (without I/O) on first use. Called only from
-    /// async code, so a Tokio runtime is current for the manager's helper tasks.
-    fn conn(&self) -> Option<ConnectionManager> {
-        let client = self.client.as_ref()?;
+    /// async code, so a Tokio runtime is current for the connection's own tasks.
+    fn conn(&self) -> Result<Conn, StoreError> {
+        let target = self
+            .target
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("invalid store.url".into()))?;
         let id = std::thread::current().id();
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = conns.get(&id) {
-            return Some(c.clone());
+            return Ok(c.clone());
         }
-        let c = ConnectionManager::new_lazy_with_config(client.clone(), self.config.clone())
-            .map_err(|e| tracing::error!(error = %e, "store: cannot prepare a redis connection"))
-            .ok()?;
+        let c = target
+            .connect(&self.config)
+            .map_err(StoreError::Unavailable)?;
         conns.insert(id, c.clone());
-        Some(c)
+        Ok(c)
+    }
+
+    /// Drops every thread's connection: the next operation on each thread connects
+    /// to the primary Sentinel names now, and the fleet feed subscribes there.
+    fn reconnect_all(&self) {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     async fn run<T, F>(
         &self,
         operation: &'static str,
-        call: impl FnOnce(ConnectionManager) -> F,
+        call: impl FnOnce(Conn) -> F,
     ) -> Result<T, StoreError>
     where
         F: Future<Output = RedisResult<T>>,
     {
-        let Some(conn) = self.conn() else {
-            let error = StoreError::Unavailable("invalid store.url".into());
-            return Err(self.failed(operation, error));
+        let conn = match self.conn() {
+            Ok(c) => c,
+            Err(error) => return Err(self.failed(operation, error)),
         };
         match tokio::time::timeout(self.timeout, call(conn)).await {
             Ok(Ok(v)) => {
@@ -162,7 +197,34 @@ impl RedisStore {
         Ok(lines.iter().filter_map(|l| Revocation::decode(l)).collect())
     }
 
+    /// Hands a purge heard from the fleet to this gateway's cache; how many
+    /// entries it dropped.
+    fn purge(&self, prefix: Option<&str>) -> u64 {
+        let listener = self
+            .purge_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        listener
+            .and_then(|l| l.upgrade())
+            .map_or(0, |l| l.purge(prefix))
+    }
+
+    /// Milliseconds since the store was opened (never 0: 0 means "never").
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
     fn succeeded(&self) {
+        // Ready again only after a quiet spell: on a cluster with one primary down,
+        // the keys of other slots still answer, and the store must not flap
+        // between ready and not (nor the log between "unreachable" and "back").
+        let last = self.last_failure.load(Ordering::Relaxed);
+        if last != 0 && self.now_ms().saturating_sub(last) < READY_AFTER_QUIET_MS {
+            return;
+        }
         self.ready.store(true, Ordering::Relaxed);
         if self.down_logged.swap(false, Ordering::Relaxed) {
             tracing::info!("store: redis answers again; shared state is back in use");
@@ -175,6 +237,7 @@ impl RedisStore {
             .with_label_values(&[operation])
             .inc();
         self.ready.store(false, Ordering::Relaxed);
+        self.last_failure.store(self.now_ms(), Ordering::Relaxed);
         // Once per outage, not once per request: a dead Redis under load would
         // otherwise flood the log.
         if !self.down_logged.swap(true, Ordering::Relaxed) {
@@ -189,10 +252,29 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-/// Probes the store until it is dropped (a reload with other store settings).
+/// Probes the store until it is dropped (a reload with other store settings);
+/// with Sentinel, first asks the sentinels which node is the primary.
 async fn probe(store: Weak<RedisStore>) {
+    let mut sentinels_failing = false;
     loop {
         let Some(s) = store.upgrade() else { return };
+        if let Some(target) = &s.target {
+            match target
+                .follow_primary(s.timeout.max(Duration::from_millis(500)))
+                .await
+            {
+                Ok(moved) => {
+                    sentinels_failing = false;
+                    if moved {
+                        s.reconnect_all();
+                    }
+                }
+                Err(e) if !std::mem::replace(&mut sentinels_failing, true) => {
+                    tracing::warn!(error = %e, "store: no answer from the sentinels; staying with the primary they named last (logged once per outage)");
+                }
+                Err(_) => {}
+            }
+        }
         let _ = s
             .run("ping", |mut c| async move {
                 redis::cmd("PING").query_async::<String>(&mut c).await
@@ -441,5 +523,24 @@ impl Store for RedisStore {
 
     fn revocations(&self) -> Arc<RevocationSet> {
         self.revocations.clone()
+    }
+
+    async fn publish_cache_purge(&self, prefix: Option<&str>) -> Result<bool, StoreError> {
+        self.run("cache_purge", |mut c| async move {
+            redis::cmd("PUBLISH")
+                .arg(purge::CHANNEL)
+                .arg(purge::encode(&self.origin, prefix))
+                .query_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| true)
+    }
+
+    fn listen_for_purges(&self, listener: Weak<dyn PurgeListener>) {
+        *self
+            .purge_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(listener);
     }
 }

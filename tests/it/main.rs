@@ -7,6 +7,7 @@ mod curl;
 mod harness;
 mod otlp;
 mod redis;
+mod redis_fleet;
 // Some helpers are for the listener's tests (`CertFiles::yaml`), not written yet.
 #[allow(dead_code)]
 mod testca;
@@ -22,6 +23,7 @@ mod cors;
 mod demo;
 mod demo_secrets;
 mod federation;
+mod fleet;
 mod hardening;
 mod idempotency;
 mod identity;

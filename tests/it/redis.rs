@@ -1,5 +1,5 @@
 //! A real `redis-server` on an ephemeral loopback port, killed on drop; and a few
-//! commands sent with `redis-cli`.
+//! commands sent with `redis-cli`. Clusters and Sentinel: `redis_fleet.rs`.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -19,6 +19,12 @@ impl Redis {
 
     /// Starts (or restarts) a server on `port` and waits until it answers PING.
     pub fn start_on(port: u16) -> Redis {
+        Self::start_with(port, &[])
+    }
+
+    /// Like [`Redis::start_on`], with more `redis-server` arguments (cluster mode,
+    /// `--replicaof`, TLS...).
+    pub fn start_with(port: u16, extra: &[&str]) -> Redis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -30,6 +36,7 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -74,6 +81,11 @@ impl Redis {
             .and_then(|rest| rest.split(',').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Whether this server was not killed.
+    pub fn alive(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn kill(&mut self) {

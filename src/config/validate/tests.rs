@@ -254,7 +254,10 @@ const CASES: &[Case] = &[
         "gateway.yaml:1:1: store: backend: redis needs `url`, e.g. redis://127.0.0.1:6379/0",
     ]),
     ("redis url scheme", "store: { backend: redis, url: 'http://127.0.0.1:6379' }\n", &[
-        "gateway.yaml:1:26: store.url: \"http://127.0.0.1:6379\" is not a redis:// or rediss:// URL",
+        "gateway.yaml:1:26: store.url: \"http://127.0.0.1:6379\": the scheme must be redis, rediss, redis+cluster, rediss+cluster, redis+sentinel or rediss+sentinel",
+    ]),
+    ("redis sentinel without a primary", "store: { backend: redis, url: 'redis+sentinel://127.0.0.1:26379' }\n", &[
+        "gateway.yaml:1:26: store.url: \"redis+sentinel://127.0.0.1:26379\": name the primary the sentinels watch, e.g. redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster",
     ]),
     ("memory with url", "store: { url: 'redis://127.0.0.1:6379' }\n", &[
         "gateway.yaml:1:10: store.url: `url` is only used with backend: redis",
@@ -263,6 +266,8 @@ const CASES: &[Case] = &[
         "gateway.yaml:1:10: store.backend: unknown variant `etcd`, expected `memory` or `redis`",
     ]),
     ("redis valid", "store: { backend: redis, url: 'rediss://cache.internal:6380/0', timeout: 100ms }\n", &[]),
+    ("redis cluster valid", "store: { backend: redis, url: 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000' }\n", &[]),
+    ("redis sentinel valid", "store: { backend: redis, url: 'rediss+sentinel://:pw@10.0.0.1,10.0.0.2:26380/payments/1' }\n", &[]),
     // --- limits, trusted_proxies
     ("limits out of range", "limits:\n  max_header_bytes: 512B\n  max_headers: 0\n  max_uri_bytes: 10B\n  header_timeout: 500ms\n  max_requests_per_connection: 0\n  max_connections: 0\n", &[
         "gateway.yaml:2:3: limits.max_header_bytes: use 1KiB to 1MiB",
