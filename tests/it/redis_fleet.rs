@@ -136,9 +136,16 @@ impl Sentinels {
     pub fn start() -> Sentinels {
         let dir = tempfile::tempdir().unwrap();
         let primary = Redis::start();
+        // A replica writes the primary's snapshot into its directory.
         let replica = Redis::start_with(
             free_port(),
-            &["--replicaof", "127.0.0.1", &primary.port.to_string()],
+            &[
+                "--replicaof",
+                "127.0.0.1",
+                &primary.port.to_string(),
+                "--dir",
+                dir.path().to_str().unwrap(),
+            ],
         );
         wait_for(Duration::from_secs(10), "replica in sync", || {
             replica
