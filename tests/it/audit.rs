@@ -32,19 +32,6 @@ fn audited(gw: &Gateway, action: &str, target: &str, n: usize) -> Value {
     )
 }
 
-fn admin_post(gw: &Gateway, path: &str, body: &Value) -> Response {
-    request(
-        gw.admin,
-        "POST",
-        path,
-        &[
-            ("Authorization", &format!("Bearer {ADMIN_KEY}")),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-}
-
 fn assert_line(line: &Value, result: &str, via: &str, source: bool) {
     assert_eq!(line["audit"], true, "{line}");
     assert_eq!(line["result"], result, "{line}");
@@ -76,14 +63,14 @@ fn every_admin_action_is_one_audit_line_without_secrets() {
     // Consumers added (and refused once) and removed, over the admin API.
     let new =
         json!({"username": "partner-app", "password": NEW_PASSWORD, "scopes": ["accounts:read"]});
-    assert_eq!(admin_post(&gw, "/admin/consumers", &new).status, 201);
+    assert_eq!(gw.admin_post("/admin/consumers", &new).status, 201);
     assert_line(
         &audited(&gw, "consumer_added", "partner-app", 0),
         "ok",
         "admin_api",
         true,
     );
-    assert_eq!(admin_post(&gw, "/admin/consumers", &new).status, 409);
+    assert_eq!(gw.admin_post("/admin/consumers", &new).status, 409);
     let refused = audited(&gw, "consumer_added", "partner-app", 1);
     assert_line(&refused, "error", "admin_api", true);
     assert_eq!(refused["reason"], "exists");

@@ -22,19 +22,6 @@ fn redis_config_with_lockout(mock: std::net::SocketAddr, redis: &Redis, lockout:
     )
 }
 
-fn admin_post(gw: &Gateway, path: &str, body: &serde_json::Value) -> Response {
-    request(
-        gw.admin,
-        "POST",
-        path,
-        &[
-            ("Authorization", &format!("Bearer {ADMIN_KEY}")),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
-}
-
 fn login_as(gw: &Gateway, user: &str, password: &str) -> Response {
     login(
         gw,
@@ -76,14 +63,13 @@ fn registered_through_the_admin_api_a_consumer_survives_a_restart_until_removed(
 
     let new =
         json!({"username": "partner-app", "password": NEW_PASSWORD, "scopes": ["accounts:read"]});
-    let r = admin_post(&gw, "/admin/consumers", &new);
+    let r = gw.admin_post("/admin/consumers", &new);
     assert_eq!(r.status, 201, "{}", r.body_text());
-    let again = admin_post(&gw, "/admin/consumers", &new);
+    let again = gw.admin_post("/admin/consumers", &new);
     assert_eq!(again.status, 409, "{}", again.body_text());
     assert_eq!(again.json()["error"], "exists");
     // A file consumer cannot be shadowed by a run-time one.
-    let shadow = admin_post(
-        &gw,
+    let shadow = gw.admin_post(
         "/admin/consumers",
         &json!({"username": "alice", "password": "x"}),
     );
@@ -147,7 +133,7 @@ fn registration_refuses_bad_bodies_with_a_reason() {
             "role",
         ),
     ] {
-        let r = admin_post(&gw, "/admin/consumers", &body);
+        let r = gw.admin_post("/admin/consumers", &body);
         assert_eq!(r.status, 400, "{body}: {}", r.body_text());
         let message = r.json()["message"].as_str().unwrap().to_owned();
         assert!(message.contains(needle), "{body}: {message}");
@@ -216,8 +202,7 @@ fn with_redis_down_file_consumers_still_log_in_and_others_get_503() {
     let r = login_as(&gw, "someone-else", "pw");
     assert_eq!(r.status, 503, "{}", r.body_text());
     assert_eq!(r.json()["error"], "store_unavailable");
-    let r = admin_post(
-        &gw,
+    let r = gw.admin_post(
         "/admin/consumers",
         &json!({"username": "late", "password": "pw"}),
     );

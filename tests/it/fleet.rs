@@ -9,7 +9,7 @@
 use crate::authkit::*;
 use crate::harness::*;
 use crate::redis::Redis;
-use crate::redis_fleet::{Cluster, Sentinels};
+use crate::redis_fleet::{Cluster, ClusterTls, Sentinels};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,19 +36,6 @@ fn hit(gw: &Gateway, path: &str, client: &str) -> Response {
 
 fn x_cache(r: &Response) -> String {
     r.header("x-cache").unwrap_or("(none)").to_owned()
-}
-
-fn admin_post(gw: &Gateway, path: &str, body: &serde_json::Value) -> Response {
-    request(
-        gw.admin,
-        "POST",
-        path,
-        &[
-            ("Authorization", &format!("Bearer {ADMIN_KEY}")),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
 }
 
 fn ready(gw: &Gateway) {
@@ -113,7 +100,7 @@ fn three_gateways_on_a_cluster_share_limits_consumers_keys_revocations_and_purge
 
     // A consumer registered through one gateway logs in through another.
     let new = json!({"username": "cluster-app", "password": "a long enough password", "scopes": ["accounts:read"]});
-    let r = admin_post(&gws[0], "/admin/consumers", &new);
+    let r = gws[0].admin_post("/admin/consumers", &new);
     assert_eq!(r.status, 201, "{}", r.body_text());
     let login = login(
         &gws[2],
@@ -155,11 +142,7 @@ fn three_gateways_on_a_cluster_share_limits_consumers_keys_revocations_and_purge
     );
 
     // A token revoked through one gateway is refused by the others within 1 s.
-    let r = admin_post(
-        &gws[1],
-        "/admin/tokens/revoke",
-        &json!({"sub": "cluster-app"}),
-    );
+    let r = gws[1].admin_post("/admin/tokens/revoke", &json!({"sub": "cluster-app"}));
     assert_eq!(r.status, 200, "{}", r.body_text());
     let revoked = Instant::now();
     for gw in [&gws[0], &gws[2]] {
@@ -368,4 +351,40 @@ fn rediss_checks_the_servers_certificate() {
     assert_eq!(r.status, 503, "{}", r.body_text());
     assert_eq!(r.json()["error"], "store_unavailable");
     assert_eq!(get(untrusted.admin, "/readyz").status, 503);
+}
+
+#[test]
+fn rediss_cluster_speaks_tls_to_every_node() {
+    let ca = crate::testca::TestCa::new("redis");
+    let server = ca.server("redis", &["localhost", "127.0.0.1"]);
+    // Nodes authenticate each other on the cluster bus with client certificates.
+    let node = ca.client("redis-node", "redis-node", &[]);
+    let tls = ClusterTls {
+        cert: server.cert.to_str().unwrap(),
+        key: server.key.to_str().unwrap(),
+        client_cert: node.cert.to_str().unwrap(),
+        client_key: node.key.to_str().unwrap(),
+        ca: ca.cert.to_str().unwrap(),
+    };
+    let cluster = Cluster::start_with(3, 0, Some(&tls));
+    let m = Mock::one("accounts", "a", &[]);
+    let yaml = fleet_config(m.addr("a"), &cluster.url());
+    assert!(yaml.contains("rediss+cluster://"));
+    let gw = Gateway::start_with(&yaml, &[("SSL_CERT_FILE", ca.cert.to_str().unwrap())]);
+    ready(&gw);
+    // Clients spread over the slots: every primary answers some, over TLS.
+    for i in 0..30 {
+        let r = hit(&gw, "/deny", &format!("tls-client-{i}"));
+        assert_eq!(r.status, 200, "{}\n{}", r.body_text(), gw.log());
+    }
+    for node in &cluster.nodes {
+        // The gateway knows only TLS ports (the seeds, and the nodes' answers to
+        // a TLS client), so a key on every primary was written over TLS.
+        assert!(
+            !node
+                .cli(&["--scan", "--pattern", "fingate:rl:*"])
+                .is_empty(),
+            "a primary holds no key"
+        );
+    }
 }

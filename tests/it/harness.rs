@@ -351,6 +351,20 @@ impl Gateway {
         )
     }
 
+    /// An admin API POST of a JSON body with the test key.
+    pub fn admin_post(&self, path: &str, body: &serde_json::Value) -> Response {
+        request(
+            self.admin,
+            "POST",
+            path,
+            &[
+                ("Authorization", &format!("Bearer {ADMIN_KEY}")),
+                ("Content-Type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    }
+
     /// The value of one series in `/metrics`, e.g. `fingate_requests_total{route="a",method="GET",status="200"}`.
     pub fn metric(&self, series: &str) -> Option<f64> {
         let text = get(self.admin, "/metrics").body_text();

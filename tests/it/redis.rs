@@ -56,14 +56,7 @@ impl Redis {
     }
 
     fn try_cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        redis_cli(self.port, args)
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
@@ -104,6 +97,18 @@ impl Redis {
             .unwrap()
             .success());
     }
+}
+
+/// `redis-cli -p PORT ARGS...`: its output when it succeeded.
+pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 impl Drop for Redis {

@@ -6,7 +6,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::harness::{free_port, wait_for};
-use crate::redis::Redis;
+use crate::redis::{redis_cli, Redis};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -16,39 +16,88 @@ const NODE_TIMEOUT_MS: &str = "1000";
 
 pub struct Cluster {
     pub nodes: Vec<Redis>,
+    /// Each node's TLS port, when the cluster speaks TLS (beside its plain port,
+    /// which the test's redis-cli uses).
+    tls_ports: Vec<u16>,
     dir: tempfile::TempDir,
+}
+
+/// A TLS cluster's files: the nodes' server certificate and key, the client
+/// certificate and key they present to each other on the cluster bus, the CA.
+pub struct ClusterTls<'a> {
+    pub cert: &'a str,
+    pub key: &'a str,
+    pub client_cert: &'a str,
+    pub client_key: &'a str,
+    pub ca: &'a str,
 }
 
 impl Cluster {
     /// `primaries` primaries with `replicas` replicas each; returns once every node
     /// says the cluster is ok and knows every other node.
     pub fn start(primaries: usize, replicas: usize) -> Cluster {
+        Self::start_with(primaries, replicas, None)
+    }
+
+    /// Like [`Cluster::start`]; with `tls`, clients and the cluster bus also
+    /// speak TLS (each node answers TLS clients with its nodes' TLS ports).
+    pub fn start_with(primaries: usize, replicas: usize, tls: Option<&ClusterTls>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let mut tls_ports = Vec::new();
         let nodes: Vec<Redis> = (0..primaries * (1 + replicas))
             .map(|_| {
                 let port = free_port();
                 let conf = dir.path().join(format!("nodes-{port}.conf"));
-                Redis::start_with(
-                    port,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        conf.to_str().unwrap(),
-                        "--cluster-node-timeout",
-                        NODE_TIMEOUT_MS,
-                        "--dir",
-                        dir.path().to_str().unwrap(),
-                    ],
-                )
+                let mut args: Vec<String> = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    conf.to_str().unwrap(),
+                    "--cluster-node-timeout",
+                    NODE_TIMEOUT_MS,
+                    "--dir",
+                    dir.path().to_str().unwrap(),
+                ]
+                .map(String::from)
+                .to_vec();
+                if let Some(t) = tls {
+                    let tls_port = free_port();
+                    tls_ports.push(tls_port);
+                    args.extend(
+                        [
+                            "--tls-port",
+                            &tls_port.to_string(),
+                            "--tls-cluster",
+                            "yes",
+                            "--tls-replication",
+                            "yes",
+                            "--tls-cert-file",
+                            t.cert,
+                            "--tls-key-file",
+                            t.key,
+                            "--tls-client-cert-file",
+                            t.client_cert,
+                            "--tls-client-key-file",
+                            t.client_key,
+                            "--tls-ca-cert-file",
+                            t.ca,
+                            "--tls-auth-clients",
+                            "no",
+                        ]
+                        .map(String::from),
+                    );
+                }
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                Redis::start_with(port, &args)
             })
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let out = Command::new("redis-cli")
-            .args(["--cluster", "create"])
+        // Bounded: redis-cli waits for the nodes to join for as long as it takes.
+        let out = Command::new("timeout")
+            .args(["60", "redis-cli", "--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
@@ -59,7 +108,11 @@ impl Cluster {
             "cluster create: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let cluster = Cluster { nodes, dir };
+        let cluster = Cluster {
+            nodes,
+            tls_ports,
+            dir,
+        };
         cluster.wait_ok(cluster.nodes.len());
         // A replica that never finished its first sync cannot be promoted.
         wait_for(Duration::from_secs(20), "replicas in sync", || {
@@ -93,8 +146,17 @@ impl Cluster {
         self.nodes.iter().filter(|n| n.alive())
     }
 
-    /// `redis+cluster://` naming every node as a seed.
+    /// `redis+cluster://` naming every node as a seed (`rediss+cluster://` and the
+    /// TLS ports for a TLS cluster).
     pub fn url(&self) -> String {
+        if !self.tls_ports.is_empty() {
+            let seeds: Vec<String> = self
+                .tls_ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect();
+            return format!("rediss+cluster://{}", seeds.join(","));
+        }
         let seeds: Vec<String> = self
             .nodes
             .iter()
@@ -190,9 +252,9 @@ impl Sentinels {
             s.ports
                 .iter()
                 .all(|p| {
-                    sentinel_cli(*p, &["SENTINEL", "CKQUORUM", MASTER_NAME])
+                    redis_cli(*p, &["SENTINEL", "CKQUORUM", MASTER_NAME])
                         .is_some_and(|o| o.starts_with("OK 3"))
-                        && sentinel_cli(*p, &["SENTINEL", "REPLICAS", MASTER_NAME])
+                        && redis_cli(*p, &["SENTINEL", "REPLICAS", MASTER_NAME])
                             .is_some_and(|o| o.contains(&s.replica.port.to_string()))
                 })
                 .then_some(())
@@ -212,7 +274,7 @@ impl Sentinels {
 
     /// The port the sentinels name as the primary now.
     pub fn primary_port(&self) -> Option<u16> {
-        let out = sentinel_cli(
+        let out = redis_cli(
             self.ports[0],
             &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME],
         )?;
@@ -227,15 +289,4 @@ impl Drop for Sentinels {
             let _ = c.wait();
         }
     }
-}
-
-fn sentinel_cli(port: u16, args: &[&str]) -> Option<String> {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }

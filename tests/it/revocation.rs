@@ -19,16 +19,7 @@ fn redis_config(mock: std::net::SocketAddr, redis: &Redis) -> String {
 }
 
 fn revoke(gw: &Gateway, body: &Value) -> Response {
-    request(
-        gw.admin,
-        "POST",
-        "/admin/tokens/revoke",
-        &[
-            ("Authorization", &format!("Bearer {ADMIN_KEY}")),
-            ("Content-Type", "application/json"),
-        ],
-        body.to_string().as_bytes(),
-    )
+    gw.admin_post("/admin/tokens/revoke", body)
 }
 
 /// A claim of a token fingate issued (no signature check: the test's own token).
