@@ -24,19 +24,7 @@ read -r -a SCENARIOS <<< "$SCENARIOS"
 REQUEST=${REQUEST:-minimal}
 # The chain scenarios' token: HS256, signed with this secret, valid for two hours.
 JWT_SECRET=load-test-secret-0123456789abcdef0123456789 JWT_ISSUER=fingate JWT_AUDIENCE=fintech-api
-TOKEN=$(python3 - "$JWT_SECRET" "$JWT_ISSUER" "$JWT_AUDIENCE" <<'PY'
-import base64, hashlib, hmac, json, sys, time, uuid
-secret, iss, aud = sys.argv[1:4]
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-now = int(time.time())
-head = {"alg": "HS256", "typ": "JWT", "kid": "main"}
-claims = {"iss": iss, "aud": aud, "sub": "mobile-app", "iat": now, "exp": now + 7200,
-          "jti": str(uuid.uuid4()), "scope": "accounts:read payments:read payments:write"}
-signing = b64(json.dumps(head).encode()) + "." + b64(json.dumps(claims).encode())
-sig = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest()
-print(signing + "." + b64(sig))
-PY
-)
+TOKEN=$(python3 benches/load/token.py "$JWT_SECRET" "$JWT_ISSUER" "$JWT_AUDIENCE")
 HEADERS=()
 case $REQUEST in
   minimal) REQUEST_PATH=/api/ping ;;

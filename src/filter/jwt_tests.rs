@@ -135,6 +135,25 @@ async fn success_sets_the_consumer_and_the_upstream_identity() {
 }
 
 #[test]
+fn verify_checks_the_tokens_characters_unless_it_verified_those_bytes_before() {
+    use futures_util::FutureExt as _;
+    let f = filter(&[]);
+    let good = token(json!({"sub": "alice", "exp": now() + 60, "iss": "fingate", "aud": "api"}));
+    // The filter reads the header without the character check; verify makes it.
+    for bad in [
+        format!("{good}!"),
+        format!("{good} x"),
+        good.replacen('.', ",", 1),
+    ] {
+        let got = f.verify(&bad).now_or_never().unwrap();
+        assert_eq!(got.unwrap_err(), Reason::Malformed, "{bad:?}");
+    }
+    assert!(f.verify(&good).now_or_never().unwrap().is_ok());
+    // Now cached: found again without reading its characters.
+    assert!(f.verify(&good).now_or_never().unwrap().is_ok());
+}
+
+#[test]
 fn claims_are_checked() {
     let f = filter(&[]);
     let base = json!({"sub": "alice", "exp": now() + 60, "iss": "fingate", "aud": "api"});
