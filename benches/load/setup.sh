@@ -464,6 +464,9 @@ if [ -n "${PORT[fingate+filters]:-}" ]; then
     || { echo "the filters scenario does not apply its filters" >&2; exit 1; }
 fi
 
+# seconds DURATION: a wrk-style duration (10s, 2m, 1h) in whole seconds.
+seconds() { case $1 in *ms) echo 1 ;; *s) echo "${1%s}" ;; *m) echo $(( ${1%m} * 60 )) ;; *h) echo $(( ${1%h} * 3600 )) ;; *) echo "$1" ;; esac; }
+
 # CPU clock ticks (utime+stime) of a process and its children (nginx's worker).
 cpu_ticks() {
   local total=0 p stat

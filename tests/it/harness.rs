@@ -351,6 +351,19 @@ impl Gateway {
         )
     }
 
+    /// The access-log lines (as JSON) once the log holds at least `n` of them.
+    pub fn access_lines(&self, n: usize) -> Vec<serde_json::Value> {
+        wait_for(Duration::from_secs(5), "access lines", || {
+            let lines: Vec<serde_json::Value> = self
+                .log()
+                .lines()
+                .filter(|l| l.contains("\"target\":\"fingate::access\""))
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            (lines.len() >= n).then_some(lines)
+        })
+    }
+
     /// An admin API POST of a JSON body with the test key.
     pub fn admin_post(&self, path: &str, body: &serde_json::Value) -> Response {
         request(

@@ -4,25 +4,11 @@
 
 use crate::harness::*;
 use crate::otlp::{attr, Receiver};
-use serde_json::Value;
-use std::time::Duration;
 
 const CARD: &str = "4111111111111111";
 const IBAN: &str = "DE89370400440532013000";
 const PAYMENT: &str = "PAY-SECRET-8841";
 const OTHER: &str = "PAY-SECRET-0007";
-
-fn access_lines(gw: &Gateway, n: usize) -> Vec<Value> {
-    wait_for(Duration::from_secs(5), "access lines", || {
-        let lines: Vec<Value> = gw
-            .log()
-            .lines()
-            .filter(|l| l.contains("\"target\":\"fingate::access\""))
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (lines.len() >= n).then_some(lines)
-    })
-}
 
 fn is_hash(s: &str) -> bool {
     s.len() == 17 && s.starts_with('~') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())
@@ -60,7 +46,7 @@ routes:
         let r = gw.get(&path);
         assert_eq!(r.status, 200, "{path}: {}", r.body_text());
     }
-    let lines = access_lines(&gw, 4);
+    let lines = gw.access_lines(4);
     let paths: Vec<&str> = lines.iter().map(|l| l["path"].as_str().unwrap()).collect();
     let queries: Vec<&str> = lines
         .iter()

@@ -48,18 +48,6 @@ fn upstream_traceparent(echoed: &serde_json::Value) -> (String, String, String) 
     (parts[1].into(), parts[2].into(), parts[3].into())
 }
 
-fn access_lines(gw: &Gateway, n: usize) -> Vec<serde_json::Value> {
-    wait_for(Duration::from_secs(5), "access lines", || {
-        let lines: Vec<serde_json::Value> = gw
-            .log()
-            .lines()
-            .filter(|l| l.contains("\"target\":\"fingate::access\""))
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (lines.len() >= n).then_some(lines)
-    })
-}
-
 fn closed_port() -> SocketAddr {
     format!("127.0.0.1:{}", free_port()).parse().unwrap()
 }
@@ -165,7 +153,7 @@ fn a_callers_trace_is_continued_with_a_client_span_per_attempt() {
     }
     assert!(receiver.spans().iter().all(|(svc, _)| svc == "edge-gw"));
     // The access log carries the trace id.
-    let lines = access_lines(&gw, 1);
+    let lines = gw.access_lines(1);
     assert!(lines.iter().all(|l| l["trace_id"] == TRACE), "{lines:?}");
 }
 
@@ -201,7 +189,7 @@ fn sampling_follows_the_ratio_and_the_callers_flag_and_a_reload() {
         .spans()
         .iter()
         .all(|(_, s)| hex(&s.trace_id) == sampled_trace));
-    let lines = access_lines(&gw, 3);
+    let lines = gw.access_lines(3);
     assert_eq!(
         lines[0]["trace_id"],
         trace.as_str(),
@@ -230,7 +218,7 @@ fn sampling_follows_the_ratio_and_the_callers_flag_and_a_reload() {
     let passed = echo(&gw, &[("traceparent", &tp)]);
     assert_eq!(passed["headers"]["traceparent"][0], tp.as_str());
     assert!(echo(&gw, &[])["headers"].get("traceparent").is_none());
-    let last = access_lines(&gw, 11).pop().unwrap();
+    let last = gw.access_lines(11).pop().unwrap();
     assert!(last.get("trace_id").is_none(), "{last}");
 }
 

@@ -77,13 +77,7 @@ impl Topology {
                     "{url:?}: a cluster has only database 0; leave the path out"
                 ));
             }
-            let nodes: Vec<String> = addresses
-                .iter()
-                .map(|a| format!("{node_scheme}://{userinfo}{a}"))
-                .collect();
-            for n in &nodes {
-                check_url(n, url)?;
-            }
+            let nodes = urls(&format!("{node_scheme}://{userinfo}"), &addresses, url)?;
             return Ok(Topology::Cluster { nodes });
         }
         let (master, db) = path.split_once('/').unwrap_or((path, "0"));
@@ -97,13 +91,7 @@ impl Topology {
         }
         let primary = format!("{node_scheme}://{userinfo}primary/{db}");
         check_url(&primary, url)?;
-        let sentinels: Vec<String> = addresses
-            .iter()
-            .map(|a| format!("{node_scheme}://{a}"))
-            .collect();
-        for s in &sentinels {
-            check_url(s, url)?;
-        }
+        let sentinels = urls(&format!("{node_scheme}://"), &addresses, url)?;
         Ok(Topology::Sentinel {
             sentinels,
             master: master.to_owned(),
@@ -140,6 +128,15 @@ fn host_port(h: &str, default_port: u16) -> Result<String, String> {
             .ok_or_else(|| format!("{h:?}: {p:?} is not a port"))?,
     };
     Ok(format!("{host}:{port}"))
+}
+
+/// `prefix` + each address, each a URL the redis crate accepts.
+fn urls(prefix: &str, addresses: &[String], whole: &str) -> Result<Vec<String>, String> {
+    let urls: Vec<String> = addresses.iter().map(|a| format!("{prefix}{a}")).collect();
+    for u in &urls {
+        check_url(u, whole)?;
+    }
+    Ok(urls)
 }
 
 fn check_url(node: &str, whole: &str) -> Result<(), String> {
