@@ -333,7 +333,7 @@ impl JwtFilter {
         })
     }
 
-    /// Verifies a bearer token (see [`bearer`]): the claims and consumer, or why
+    /// Verifies a bearer token (see [`bearer_unchecked`]): the claims and consumer, or why
     /// not. A token this filter verified with one of its own keys is found in its
     /// cache until `exp`; revocations are checked every time.
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, Reason> {
@@ -341,9 +341,6 @@ impl JwtFilter {
         let verified = match self.verified.get(token, now) {
             Some(v) => v,
             None => {
-                if !token68(token) {
-                    return Err(Reason::Malformed);
-                }
                 let (verified, own_key) = self.verify_token(token).await?;
                 let verified = Arc::new(verified);
                 if own_key {
@@ -363,10 +360,13 @@ impl JwtFilter {
         Ok(verified)
     }
 
-    /// Verifies a token's signature and claims, without the cache or revocations:
-    /// what it says, and whether one of the filter's own keys (not a remote set's)
-    /// signed it.
+    /// Verifies a token's characters, signature and claims, without the cache or
+    /// revocations: what it says, and whether one of the filter's own keys (not a
+    /// remote set's) signed it.
     pub async fn verify_token(&self, token: &str) -> Result<(Verified, bool), Reason> {
+        if !token68(token) {
+            return Err(Reason::Malformed);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Reason::Malformed)?;
         let key = self.key_for(&header).await?;
         let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
@@ -429,21 +429,11 @@ impl JwtFilter {
     }
 }
 
-/// The token of the one `Authorization: Bearer <token>` header.
-pub fn bearer(req: &dyn HeaderEdit) -> Result<&str, Reason> {
-    let token = bearer_unchecked(req)?;
-    if token68(token) {
-        Ok(token)
-    } else {
-        Err(Reason::Malformed)
-    }
-}
-
-/// [`bearer`] without the check of the token's characters, which
-/// [`JwtFilter::verify`] makes on a cache miss: a token found in the cache is
-/// the same bytes as one that passed it (the check reads every byte, ~4% of a
-/// verified request's instructions).
-fn bearer_unchecked(req: &dyn HeaderEdit) -> Result<&str, Reason> {
+/// The token of the one `Authorization: Bearer <token>` header, without the
+/// check of its characters ([`token68`]), which [`JwtFilter::verify_token`]
+/// makes (on a cache miss): a token found in the cache is the same bytes as one that passed
+/// it (the check reads every byte, ~4% of a verified request's instructions).
+pub fn bearer_unchecked(req: &dyn HeaderEdit) -> Result<&str, Reason> {
     let value = match req.count(&header::AUTHORIZATION) {
         0 => return Err(Reason::Missing),
         1 => req.get(&header::AUTHORIZATION).ok_or(Reason::Missing)?,

@@ -72,6 +72,17 @@ fn token(claims: serde_json::Value) -> String {
     signed("main", SECRET, &claims)
 }
 
+/// The whole parse of the header: what the filter reads, then the character
+/// check `verify` makes on a cache miss.
+fn bearer(req: &dyn HeaderEdit) -> Result<&str, Reason> {
+    let token = bearer_unchecked(req)?;
+    if token68(token) {
+        Ok(token)
+    } else {
+        Err(Reason::Malformed)
+    }
+}
+
 /// `verify` in one poll (it awaits only when a remote key set fetches).
 fn verify(f: &JwtFilter, value: &str) -> Result<Arc<Verified>, Reason> {
     use futures_util::FutureExt as _;

@@ -218,6 +218,10 @@ impl RedisStore {
     }
 
     fn succeeded(&self) {
+        // Every store operation ends here: while all is well, no clock read.
+        if self.ready.load(Ordering::Relaxed) && !self.down_logged.load(Ordering::Relaxed) {
+            return;
+        }
         // Ready again only after a quiet spell: on a cluster with one primary down,
         // the keys of other slots still answer, and the store must not flap
         // between ready and not (nor the log between "unreachable" and "back").
