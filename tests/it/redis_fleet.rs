@@ -48,9 +48,14 @@ impl Cluster {
             .map(|_| {
                 let port = free_port();
                 let conf = dir.path().join(format!("nodes-{port}.conf"));
+                // The bus port is chosen too: Redis's default (port + 10000) may be
+                // one another test holds.
+                let bus_port = free_port().to_string();
                 let mut args: Vec<String> = [
                     "--cluster-enabled",
                     "yes",
+                    "--cluster-port",
+                    &bus_port,
                     "--cluster-config-file",
                     conf.to_str().unwrap(),
                     "--cluster-node-timeout",
