@@ -210,12 +210,24 @@ fn standalone_cache() -> Arc<crate::cache::Cache> {
 ///
 /// Implemented by the proxy for Pingora's header types (which keep header-name case
 /// and must be edited through their own methods) and by `http::HeaderMap` for tests.
+/// Who is calling, as the authenticating filters (`jwt`, `mtls`) tell the upstream.
+pub const CONSUMER_ID: &str = "x-consumer-id";
+/// The caller's scopes, space-separated.
+pub const CONSUMER_SCOPES: &str = "x-consumer-scopes";
+
 pub trait HeaderEdit: Send {
     fn get(&self, name: &HeaderName) -> Option<&HeaderValue>;
     /// Every value of `name`, in order (a header may be repeated).
     fn get_all(&self, name: &HeaderName) -> http::header::GetAll<'_, HeaderValue>;
     /// Replaces every value of `name` with `value`.
     fn set(&mut self, name: HeaderName, value: HeaderValue);
+    /// [`Self::set`] for a name written in the code, lowercase: Pingora's heads
+    /// take it as it is, without first copying it out of a `HeaderName`.
+    fn set_static(&mut self, name: &'static str, value: HeaderValue) {
+        if let Ok(name) = HeaderName::from_lowercase(name.as_bytes()) {
+            self.set(name, value);
+        }
+    }
     /// Adds a value, keeping existing ones.
     fn append(&mut self, name: HeaderName, value: HeaderValue);
     /// Removes every value of `name`; returns the first one removed.

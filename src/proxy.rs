@@ -316,6 +316,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut Box<Ctx>,
     ) -> Result<()> {
         ctx.req.upstream_responded = true;
+        headers::make_room_in_response(resp);
         if let Some(trace) = &mut ctx.trace {
             trace.attempt_answered(resp.status.as_u16());
         }

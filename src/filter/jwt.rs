@@ -16,7 +16,9 @@
 //! failure the client gets RFC 6750 401 / 403 answers and the reason is counted in
 //! `fingate_auth_failures_total{route,reason}`.
 
-use super::{Filter, FilterDeps, FilterError, Flow, HeaderEdit, OptionError};
+use super::{
+    Filter, FilterDeps, FilterError, Flow, HeaderEdit, OptionError, CONSUMER_ID, CONSUMER_SCOPES,
+};
 use crate::auth::claims::{consumer_id, has_scopes, now, Audience, Claims};
 use crate::auth::keys::{Accept, Key};
 use crate::auth::remote::{Lookup, RemoteKeys};
@@ -27,7 +29,7 @@ use crate::error::{ErrorCode, GatewayError};
 use crate::metrics::metrics;
 use crate::store::RevocationSet;
 use async_trait::async_trait;
-use http::{header, HeaderName, HeaderValue};
+use http::{header, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use prometheus::IntCounter;
 use serde::Deserialize;
@@ -140,9 +142,8 @@ struct Identity {
     issuer: Option<HeaderValue>,
 }
 
-static CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
-static CONSUMER_SCOPES: HeaderName = HeaderName::from_static("x-consumer-scopes");
-static CONSUMER_ISSUER: HeaderName = HeaderName::from_static("x-consumer-issuer");
+/// The issuer of a token from another identity provider than the gateway's own.
+const CONSUMER_ISSUER: &str = "x-consumer-issuer";
 
 /// A verified token: its claims and the consumer it identifies.
 #[derive(Debug)]
@@ -486,10 +487,10 @@ impl Filter for JwtFilter {
 
     fn upstream_request(&self, req: &mut dyn HeaderEdit, ctx: &RequestContext) {
         if let Some(identity) = ctx.extensions.get::<Identity>() {
-            req.set(CONSUMER_ID.clone(), identity.id.clone());
-            req.set(CONSUMER_SCOPES.clone(), identity.scopes.clone());
+            req.set_static(CONSUMER_ID, identity.id.clone());
+            req.set_static(CONSUMER_SCOPES, identity.scopes.clone());
             if let Some(issuer) = &identity.issuer {
-                req.set(CONSUMER_ISSUER.clone(), issuer.clone());
+                req.set_static(CONSUMER_ISSUER, issuer.clone());
             }
         }
     }

@@ -6,13 +6,13 @@
 //! No certificate: 403 `client_certificate_required`. A verified certificate that
 //! names no (enabled) consumer: 403 `unknown_client_certificate`.
 
-use super::{Filter, FilterError, Flow, HeaderEdit};
+use super::{Filter, FilterError, Flow, HeaderEdit, CONSUMER_ID, CONSUMER_SCOPES};
 use crate::auth::consumers::{ClientCertMatch, Consumer};
 use crate::context::RequestContext;
 use crate::edge::tls::client_cert::{ClientCertificate, DistinguishedName};
 use crate::error::{ErrorCode, GatewayError};
 use async_trait::async_trait;
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -88,9 +88,6 @@ impl MtlsFilter {
     }
 }
 
-static CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
-static CONSUMER_SCOPES: HeaderName = HeaderName::from_static("x-consumer-scopes");
-
 /// The caller this filter recognised, kept for the upstream-request phase.
 #[derive(Debug, Clone)]
 struct Recognised(Arc<Caller>);
@@ -126,8 +123,8 @@ impl Filter for MtlsFilter {
 
     fn upstream_request(&self, req: &mut dyn HeaderEdit, ctx: &RequestContext) {
         if let Some(Recognised(caller)) = ctx.extensions.get::<Recognised>() {
-            req.set(CONSUMER_ID.clone(), caller.id.clone());
-            req.set(CONSUMER_SCOPES.clone(), caller.scopes.clone());
+            req.set_static(CONSUMER_ID, caller.id.clone());
+            req.set_static(CONSUMER_SCOPES, caller.scopes.clone());
         }
     }
 }

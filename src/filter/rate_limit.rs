@@ -342,18 +342,12 @@ impl Filter for RateLimitFilter {
     fn response(&self, resp: &mut dyn HeaderEdit, ctx: &mut RequestContext) {
         // Every limiter on the route writes the same (tightest) values.
         if let Some(r) = ctx.extensions.get::<Reported>() {
-            resp.set(
-                HeaderName::from_static("ratelimit-limit"),
+            resp.set_static(
+                "ratelimit-limit",
                 number(u64::try_from(r.limit).unwrap_or(0)),
             );
-            resp.set(
-                HeaderName::from_static("ratelimit-remaining"),
-                number(r.remaining),
-            );
-            resp.set(
-                HeaderName::from_static("ratelimit-reset"),
-                number(ceil_secs(r.reset)),
-            );
+            resp.set_static("ratelimit-remaining", number(r.remaining));
+            resp.set_static("ratelimit-reset", number(ceil_secs(r.reset)));
         }
     }
 }

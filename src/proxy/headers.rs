@@ -1,5 +1,6 @@
-//! [`HeaderEdit`] over Pingora's header types, and the removal of client-sent
-//! headers only the gateway may send.
+//! [`HeaderEdit`] over Pingora's header types, the removal of client-sent
+//! headers only the gateway may send, and room in a head for the headers the
+//! gateway adds.
 
 use crate::edge::forwarded::{self, Owned};
 use crate::filter::HeaderEdit;
@@ -24,6 +25,9 @@ macro_rules! header_edit {
                 self.0.headers.get_all(name)
             }
             fn set(&mut self, name: HeaderName, value: HeaderValue) {
+                let _ = self.0.insert_header(name, value);
+            }
+            fn set_static(&mut self, name: &'static str, value: HeaderValue) {
                 let _ = self.0.insert_header(name, value);
             }
             fn append(&mut self, name: HeaderName, value: HeaderValue) {
@@ -67,6 +71,64 @@ pub fn strip_client_headers(req: &mut RequestHeader, peer_trusted: bool) {
     }
 }
 
+/// Headers the gateway may add to a head on its way through: the forwarding and
+/// trace headers, the identity headers, the answer headers of the filters.
+const ROOM: usize = 8;
+
+/// Gives a request head room for [`ROOM`] more headers, and lets go of the
+/// original spelling of its header names.
+///
+/// Pingora sizes a parsed head's header map to the headers it read, and keeps a
+/// second map with each name as the client spelled it: every header the gateway
+/// then adds grows both maps (rehashing every entry) and spells its name twice,
+/// and the copy made for the upstream copies both. Without the spelling map, names
+/// go out lowercase (Pingora title-cases a dozen common ones: `Host`,
+/// `Content-Type`, `Content-Length`, `Date`, `Server`...) — as they always did for
+/// HTTP/2 clients, whose names are lowercase on the wire.
+/// Header names are case-insensitive (RFC 9110 §5.1); HAProxy and Envoy send them
+/// lowercase too.
+pub fn make_room(req: &mut RequestHeader) {
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let head = std::mem::replace(req, placeholder);
+    // A target the URI does not reproduce (absolute-form, not UTF-8) is kept as sent.
+    let raw = (!from_uri(&head)).then(|| head.raw_path().to_vec());
+    let send_end_stream = head.send_end_stream();
+    let mut parts = http::request::Parts::from(head);
+    parts.headers.reserve(ROOM);
+    *req = RequestHeader::from(parts);
+    if let Some(raw) = raw {
+        // The bytes were a valid target a moment ago.
+        let _ = req.set_raw_path(&raw);
+    }
+    if let Some(end) = send_end_stream {
+        req.set_send_end_stream(end);
+    }
+}
+
+/// Whether the head's request-target is its URI's path and query, byte for byte.
+fn from_uri(head: &RequestHeader) -> bool {
+    let uri = head.uri.path_and_query().map(|p| p.as_str().as_bytes());
+    head.raw_path_is_utf8() && uri == Some(head.raw_path())
+}
+
+/// [`make_room`] for a response head.
+pub fn make_room_in_response(resp: &mut ResponseHeader) {
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let head = std::mem::replace(resp, placeholder);
+    // Only a phrase other than the status's usual one is stored.
+    let reason = head
+        .get_reason_phrase()
+        .filter(|r| Some(*r) != head.status.canonical_reason())
+        .map(str::to_owned);
+    let mut parts = http::response::Parts::from(head);
+    parts.headers.reserve(ROOM);
+    *resp = ResponseHeader::from(parts);
+    if reason.is_some() {
+        // It was a valid reason phrase a moment ago.
+        let _ = resp.set_reason_phrase(reason.as_deref());
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -101,5 +163,56 @@ mod tests {
         strip_client_headers(&mut req, false);
         assert!(req.headers.get("x-real-ip").is_none());
         assert_eq!(req.headers.len(), 2);
+    }
+
+    #[test]
+    fn room_keeps_the_request_and_spells_names_canonically() {
+        let mut req = RequestHeader::build("POST", b"/pay?x=1", Some(2)).unwrap();
+        req.append_header("X-Device-Id", "d1").unwrap();
+        req.append_header("Accept", "a").unwrap();
+        req.append_header("accept", "b").unwrap();
+        make_room(&mut req);
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.raw_path(), b"/pay?x=1");
+        let accepts: Vec<_> = req.headers.get_all("accept").iter().collect();
+        assert_eq!(accepts, ["a", "b"]);
+        assert!(req.headers.capacity() >= req.headers.len() + ROOM);
+        let mut wire = Vec::new();
+        req.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(wire.contains("x-device-id: d1\r\n"), "{wire}");
+        assert!(wire.contains("accept: a\r\naccept: b\r\n"), "{wire}");
+        req.insert_header(http::header::CONTENT_TYPE, "text/plain")
+            .unwrap();
+        let mut wire = Vec::new();
+        req.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(wire.contains("Content-Type: text/plain\r\n"), "{wire}");
+    }
+
+    #[test]
+    fn room_keeps_a_target_the_uri_does_not_reproduce() {
+        for target in [&b"http://bank.example/pay?x=1"[..], b"/caf\xe9"] {
+            let mut req = RequestHeader::build("GET", target, None).unwrap();
+            let utf8 = req.raw_path_is_utf8();
+            make_room(&mut req);
+            assert_eq!(req.raw_path(), target);
+            assert_eq!(req.raw_path_is_utf8(), utf8);
+        }
+    }
+
+    #[test]
+    fn room_keeps_the_response_and_its_reason() {
+        let mut resp = ResponseHeader::build(299, Some(1)).unwrap();
+        resp.set_reason_phrase(Some("Quite Fine")).unwrap();
+        resp.append_header("X-Served-By", "accounts").unwrap();
+        make_room_in_response(&mut resp);
+        assert_eq!(resp.status, 299);
+        assert_eq!(resp.get_reason_phrase(), Some("Quite Fine"));
+        assert_eq!(resp.headers["x-served-by"], "accounts");
+        assert!(resp.headers.capacity() >= resp.headers.len() + ROOM);
+        let mut plain = ResponseHeader::build(200, None).unwrap();
+        make_room_in_response(&mut plain);
+        assert_eq!(plain.get_reason_phrase(), Some("OK"));
     }
 }

@@ -72,6 +72,9 @@ pub(super) async fn request_phase(
             }
         }
     }
+    if let Target::Upstream(_) = route.target {
+        headers::make_room(session.req_header_mut());
+    }
     match route.target {
         // A filter needs the upstream's whole answer even if the client leaves.
         Target::Upstream(_) if ctx.req.detach => Box::pin(detach::run(session, ctx)).await,

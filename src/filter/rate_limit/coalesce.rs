@@ -13,6 +13,7 @@
 //! request ever waits for a call nobody makes.
 
 use crate::store::{Decision, Rule, Store, StoreError};
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,7 +32,7 @@ enum Message {
 /// Keys with a call in flight, each with the requests queued behind it.
 #[derive(Debug, Default)]
 pub struct Coalescer {
-    queued: Mutex<HashMap<String, Vec<oneshot::Sender<Message>>>>,
+    queued: Mutex<HashMap<String, Vec<oneshot::Sender<Message>>, RandomState>>,
 }
 
 impl Coalescer {
