@@ -71,6 +71,12 @@ fn curl_gets_a_token_with_http_basic_and_it_opens_a_protected_route() {
     assert_eq!(bearer_get(&gw, "/_mock/echo", &narrow).status, 200);
     assert_eq!(bearer_get(&gw, "/write", &narrow).status, 403);
 
+    // As OAuth libraries send it (Go's oauth2, oauthlib): the secret form-encoded
+    // inside Basic (RFC 6749 §2.3.1), its spaces as `+`.
+    let encoded = format!("mobile-app:{}", PASSWORD.replace(' ', "+"));
+    let r = curl(&["-u", &encoded, "-d", "grant_type=client_credentials", &url]);
+    assert_eq!(r.status, 200, "{}", r.body);
+
     // client_secret_post works the same.
     let r = curl(&[
         "--data-urlencode",

@@ -51,7 +51,9 @@ fn form(body: &[u8]) -> Result<HashMap<String, String>, GatewayError> {
 }
 
 /// `Authorization: Basic base64(id:secret)`: Some((id, secret)); None without
-/// one; an error when it is not Basic or does not decode.
+/// one; an error when it is not Basic or does not decode. The id and the secret
+/// are each form-encoded inside (RFC 6749 §2.3.1: OAuth client libraries encode
+/// them), so `%3A` is a colon in the secret and `+` a space.
 fn basic(authorization: Option<&[u8]>) -> Result<Option<(String, String)>, GatewayError> {
     let Some(value) = authorization else {
         return Ok(None);
@@ -72,7 +74,17 @@ fn basic(authorization: Option<&[u8]>) -> Result<Option<(String, String)>, Gatew
         .map_err(|_| bad())?;
     let pair = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = pair.split_once(':').ok_or_else(bad)?;
-    Ok(Some((id.to_owned(), secret.to_owned())))
+    let decode = |part: &str| form_decode(part).ok_or_else(bad);
+    Ok(Some((decode(id)?, decode(secret)?)))
+}
+
+/// One form-encoded value (`+` a space, `%XX` a byte); None if not UTF-8 after.
+fn form_decode(part: &str) -> Option<String> {
+    let spaced = part.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// The scope to grant: the requested one if every scope in it is the client's,
@@ -187,7 +199,19 @@ mod tests {
             Some(("mobile-app".into(), "s3cret:x".into()))
         );
         assert_eq!(basic(None).unwrap(), None);
-        for bad in ["Bearer abc", "Basic !!!", "Basic bm9jb2xvbg==", "Basic"] {
+        // Each part form-encoded first (RFC 6749 §2.3.1): base64("my%20app:s%3Ac+r%25t").
+        assert_eq!(
+            h("Basic bXklMjBhcHA6cyUzQWMrciUyNXQ=").unwrap(),
+            Some(("my app".into(), "s:c r%t".into()))
+        );
+        // base64("app:%FF"): not UTF-8 once decoded.
+        for bad in [
+            "Bearer abc",
+            "Basic !!!",
+            "Basic bm9jb2xvbg==",
+            "Basic",
+            "Basic YXBwOiVGRg==",
+        ] {
             let e = h(bad).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidClient, "{bad}");
             assert!(e.headers.iter().any(|(n, _)| n == header::WWW_AUTHENTICATE));
