@@ -7,7 +7,8 @@ Usage: report.py WORKDIR CLK_TCK SCENARIO...
 Reads WORKDIR/wrk-<scenario>-<round>.txt (wrk --latency output) or
 WORKDIR/h2load-<scenario>-<round>.txt (h2load -D output), and WORKDIR/cpu.tsv
 (scenario, round, CPU clock ticks of the proxy during that run, and optionally the
-connections the origin accepted during it: the upstream connections opened).
+connections the origin accepted during it: the upstream connections opened, and
+the ticks of those spent in the kernel).
 Each figure is the median over the rounds, taken per column. A TLS scenario
 (`fingate-https`, ...) is compared with the nginx scenario of the same suffix.
 """
@@ -112,12 +113,13 @@ def main():
         one(*sys.argv[2:7])
         return
     work, clk_tck, scenarios = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
-    cpu, opened = {}, {}
+    cpu, opened, kernel = {}, {}, {}
     for line in (work / "cpu.tsv").read_text().split("\n"):
         if line.strip():
             name, rnd, ticks, *rest = line.split("\t")
             cpu[(name, rnd)] = int(ticks) / clk_tck
             opened[(name, rnd)] = int(rest[0]) if rest else None
+            kernel[(name, rnd)] = int(rest[1]) / clk_tck if len(rest) > 1 else None
 
     rows, warnings = {}, []
     for name in scenarios:
@@ -131,8 +133,10 @@ def main():
                 warnings.append(f"{name} round {rnd}: {bad} failed requests or socket errors")
             cpu_s = cpu[(name, rnd)]
             conns = opened[(name, rnd)]
+            in_kernel = kernel[(name, rnd)]
             runs.append((rps, p50, p99, total / cpu_s, cpu_s / seconds,
-                         None if conns is None else conns * 1000 / total))
+                         None if conns is None else conns * 1000 / total,
+                         None if in_kernel is None else in_kernel * 1e6 / total))
         if not runs:
             raise SystemExit(f"no load output for {name} in {work}")
         rows[name] = [median(col) for col in zip(*runs)]
@@ -143,14 +147,15 @@ def main():
             return ["", ""]
         return [f"{rows[name][i] / rows[base][i]:.2f}×" for i in (0, 3)]
 
-    print("| scenario | req/s | p50 | p99 | req per CPU-second | CPU µs per request | proxy CPU "
-          "| upstream connects per 1k req "
+    print("| scenario | req/s | p50 | p99 | req per CPU-second | CPU µs per request "
+          "| of which in the kernel | proxy CPU | upstream connects per 1k req "
           "| vs nginx: req/s | per CPU-s | vs bare Pingora: req/s | per CPU-s "
           "| vs its plain self: per CPU-s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in scenarios:
-        rps, p50, p99, per_cpu, util, conns = rows[name]
+        rps, p50, p99, per_cpu, util, conns, in_kernel = rows[name]
         conns = "–" if conns is None else f"{conns:.1f}"
+        in_kernel = "–" if in_kernel is None else f"{in_kernel:.1f}"
         # fingate@B is compared with bare-pingora@B, the baseline of the same build.
         bare = "bare-pingora" + name[len(name.split("@")[0]):]
         # bare Pingora has no TLS: only plain fingate rows are compared with it.
@@ -160,7 +165,7 @@ def main():
         itself = name.split("+")[0] + name[len(name.split("@")[0]):] if "+" in name else None
         vs_plain = ratios(name, itself)[1:] if itself else [""]
         print(f"| {name} | {rps:,.0f} | {fmt_ms(p50)} | {fmt_ms(p99)} | {per_cpu:,.0f} | "
-              f"{1e6 / per_cpu:.1f} | {util:.0%} | {conns} | "
+              f"{1e6 / per_cpu:.1f} | {in_kernel} | {util:.0%} | {conns} | "
               + " | ".join(ratios(name, nginx_of(name)) + vs_bare + vs_plain) + " |")
     for w in warnings:
         print(f"\nWARNING: {w}")

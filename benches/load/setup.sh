@@ -8,7 +8,8 @@
 # optionally MAX_CLIENT_CONNECTIONS (nginx, HAProxy) and FINGATE_EXTRA (top-level YAML added to
 # every fingate config). Env read here: REQUEST, PRIO, COMPARE, SKIP_BUILD, KEEP.
 # Gives: PORT, PID, WORK, PRIO_CMD, LOAD_CORE, PROXY_CORE, REQUEST_PATH, url,
-# tls_kind, request_headers (sets REQ_HEADERS, wrk/curl -H arguments), cpu_ticks.
+# tls_kind, request_headers (sets REQ_HEADERS, wrk/curl -H arguments), cpu_ticks,
+# kernel_ticks.
 BIN=${CARGO_TARGET_DIR:-target}/release
 LOAD_CORE=0 PROXY_CORE=1
 PRIO_MODE=none PRIO_CMD=()
@@ -448,6 +449,16 @@ cpu_ticks() {
     stat=$(< "/proc/$p/stat"); stat=${stat##*) }   # drop "pid (comm) ": comm may hold spaces
     read -r -a f <<< "$stat"
     total=$((total + f[11] + f[12]))                # fields 14 and 15 of proc(5)
+  done
+  echo $total
+}
+# kernel_ticks PID: the part of cpu_ticks spent in the kernel (stime).
+kernel_ticks() {
+  local total=0 p stat
+  for p in "$1" $(pgrep -P "$1"); do
+    stat=$(< "/proc/$p/stat"); stat=${stat##*) }
+    read -r -a f <<< "$stat"
+    total=$((total + f[12]))
   done
   echo $total
 }
