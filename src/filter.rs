@@ -206,15 +206,15 @@ fn standalone_cache() -> Arc<crate::cache::Cache> {
         .clone()
 }
 
-/// Read and write access to a header block (request or response).
-///
-/// Implemented by the proxy for Pingora's header types (which keep header-name case
-/// and must be edited through their own methods) and by `http::HeaderMap` for tests.
 /// Who is calling, as the authenticating filters (`jwt`, `mtls`) tell the upstream.
 pub const CONSUMER_ID: &str = "x-consumer-id";
 /// The caller's scopes, space-separated.
 pub const CONSUMER_SCOPES: &str = "x-consumer-scopes";
 
+/// Read and write access to a header block (request or response).
+///
+/// Implemented by the proxy for Pingora's header types (which must be edited
+/// through their own methods) and by `http::HeaderMap` for tests.
 pub trait HeaderEdit: Send {
     fn get(&self, name: &HeaderName) -> Option<&HeaderValue>;
     /// Every value of `name`, in order (a header may be repeated).

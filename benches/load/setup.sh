@@ -443,22 +443,18 @@ fi
 seconds() { case $1 in *ms) echo 1 ;; *s) echo "${1%s}" ;; *m) echo $(( ${1%m} * 60 )) ;; *h) echo $(( ${1%h} * 3600 )) ;; *) echo "$1" ;; esac; }
 
 # CPU clock ticks (utime+stime) of a process and its children (nginx's worker).
-cpu_ticks() {
-  local total=0 p stat
-  for p in "$1" $(pgrep -P "$1"); do
+# stat_ticks PID I...: fields I... of proc(5)'s stat (counted from 0 after
+# "pid (comm) "), summed over PID and its children.
+stat_ticks() {
+  local pid=$1 total=0 p stat i; shift
+  for p in "$pid" $(pgrep -P "$pid"); do
     stat=$(< "/proc/$p/stat"); stat=${stat##*) }   # drop "pid (comm) ": comm may hold spaces
     read -r -a f <<< "$stat"
-    total=$((total + f[11] + f[12]))                # fields 14 and 15 of proc(5)
+    for i in "$@"; do total=$((total + f[i])); done
   done
   echo $total
 }
-# kernel_ticks PID: the part of cpu_ticks spent in the kernel (stime).
-kernel_ticks() {
-  local total=0 p stat
-  for p in "$1" $(pgrep -P "$1"); do
-    stat=$(< "/proc/$p/stat"); stat=${stat##*) }
-    read -r -a f <<< "$stat"
-    total=$((total + f[12]))
-  done
-  echo $total
-}
+# cpu_ticks PID: user + kernel CPU (fields 14 and 15 of proc(5)).
+cpu_ticks() { stat_ticks "$1" 11 12; }
+# kernel_ticks PID: the kernel's part (stime).
+kernel_ticks() { stat_ticks "$1" 12; }

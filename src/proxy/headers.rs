@@ -166,7 +166,7 @@ mod tests {
     }
 
     #[test]
-    fn room_keeps_the_request_and_spells_names_canonically() {
+    fn room_keeps_the_request_and_names_go_out_lowercase() {
         let mut req = RequestHeader::build("POST", b"/pay?x=1", Some(2)).unwrap();
         req.append_header("X-Device-Id", "d1").unwrap();
         req.append_header("Accept", "a").unwrap();
