@@ -19,7 +19,7 @@
 //! 4. `filter` — the plug-in seam
 //! 3. `auth`, `upstream`, `edge` — the domain
 //! 2. `context`, `normalize`, `routing`, `cache`, `store`, `logging`, `trace` — pure cores and shared state
-//! 1. `error`, `clock`, `units`, `yaml`, `metrics`, `background` — leaves
+//! 1. `error`, `clock`, `units`, `yaml`, `metrics`, `background`, `outbound` — leaves
 
 pub mod admin;
 pub mod auth;
@@ -35,6 +35,7 @@ pub mod filter;
 pub mod logging;
 pub mod metrics;
 pub mod normalize;
+pub mod outbound;
 pub mod proxy;
 pub mod routing;
 pub mod runtime;

@@ -14,9 +14,7 @@ use super::settings::Endpoint;
 use super::span::FinishedTrace;
 use crate::background::control_runtime;
 use crate::metrics::metrics;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use crate::outbound;
 use prost::Message;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -96,7 +94,6 @@ fn dropped(reason: &str, spans: u64) {
 }
 
 async fn run(exporter: &'static Exporter) {
-    let mut connection: Option<Connection> = None;
     let mut failing = false;
     loop {
         tokio::select! {
@@ -126,12 +123,9 @@ async fn run(exporter: &'static Exporter) {
             };
             let body = otlp::encode(&batch, &settings.service_name).encode_to_vec();
             drop(batch);
-            let sent = tokio::time::timeout(
-                settings.timeout,
-                send(&mut connection, &settings.endpoint, body),
-            )
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {:?}", settings.timeout)));
+            let sent = tokio::time::timeout(settings.timeout, send(&settings.endpoint, body))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {:?}", settings.timeout)));
             match sent {
                 Ok(()) => {
                     metrics().trace_spans_exported_total.inc_by(spans);
@@ -141,7 +135,6 @@ async fn run(exporter: &'static Exporter) {
                     }
                 }
                 Err(error) => {
-                    connection = None;
                     dropped("export_failed", spans);
                     // Once per failing streak: the counter tells how long it lasts.
                     if !failing {
@@ -157,62 +150,20 @@ async fn run(exporter: &'static Exporter) {
     }
 }
 
-/// A kept-alive HTTP/1.1 connection to the collector.
-struct Connection {
-    endpoint: Endpoint,
-    sender: SendRequest<Full<Bytes>>,
-}
-
-async fn connect(endpoint: &Endpoint) -> Result<Connection, String> {
-    let stream = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(async move {
-        // Ends when the collector closes the connection; the next export reconnects.
-        let _ = conn.await;
-    });
-    Ok(Connection {
-        endpoint: endpoint.clone(),
-        sender,
-    })
-}
-
-async fn send(
-    connection: &mut Option<Connection>,
-    endpoint: &Endpoint,
-    body: Vec<u8>,
-) -> Result<(), String> {
-    let reusable = connection
-        .as_ref()
-        .is_some_and(|c| c.endpoint == *endpoint && !c.sender.is_closed());
-    if !reusable {
-        *connection = Some(connect(endpoint).await?);
-    }
-    let Some(conn) = connection.as_mut() else {
-        return Err("no connection".into());
-    };
-    conn.sender
-        .ready()
-        .await
-        .map_err(|e| format!("connection: {e}"))?;
-    let request = http::Request::post(endpoint.path.as_str())
-        .header(http::header::HOST, endpoint.authority.as_str())
+/// POSTs one batch (the caller bounds it in time); the outbound client keeps
+/// the connection alive for the next one.
+async fn send(endpoint: &Endpoint, body: Vec<u8>) -> Result<(), String> {
+    let client = outbound::client().map_err(|e| format!("no HTTP client: {e}"))?;
+    let response = client
+        .post(endpoint.to_string())
         .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("request: {e}"))?;
-    let response = conn
-        .sender
-        .send_request(request)
+        .body(body)
+        .send()
         .await
-        .map_err(|e| format!("send: {e}"))?;
+        .map_err(|e| outbound::describe(&e))?;
     let status = response.status();
     // Read the (small) answer whole so the connection can carry the next batch.
-    let _ = response.into_body().collect().await;
+    let _ = response.bytes().await;
     if status.is_success() {
         Ok(())
     } else {

@@ -1,21 +1,26 @@
 //! A test OTLP/HTTP collector: takes `POST /v1/traces`, decodes each
 //! `ExportTraceServiceRequest` with `opentelemetry-proto` and keeps the spans.
-//! It can hold its answers (a slow collector); it stops on drop.
+//! It can hold its answers (a slow collector) or speak TLS with a test CA's
+//! certificate; it stops on drop.
 
 #![allow(dead_code)]
 
+use crate::testca::CertFiles;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 pub use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Receiver {
     pub addr: SocketAddr,
+    tls: bool,
     spans: Arc<Mutex<Vec<(String, Span)>>>,
     /// Service names of the resources received.
     stop: Arc<AtomicBool>,
@@ -29,28 +34,67 @@ impl Receiver {
 
     /// Holds each answer for `hold` (or until dropped): a collector too slow.
     pub fn start_holding(hold: Duration) -> Receiver {
+        Self::start_with(hold, None)
+    }
+
+    /// Serves HTTPS with `cert` (its endpoint is `https://`).
+    pub fn start_tls(cert: &CertFiles) -> Receiver {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            CertificateDer::pem_file_iter(&cert.cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect(),
+            PrivateKeyDer::from_pem_file(&cert.key).unwrap(),
+        )
+        .unwrap();
+        Self::start_with(Duration::ZERO, Some(Arc::new(config)))
+    }
+
+    fn start_with(hold: Duration, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let spans = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (spans.clone(), stop.clone());
+        let secure = tls.is_some();
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (s, st) = (s.clone(), st.clone());
-                        std::thread::spawn(move || serve(conn, &s, &st, hold));
+                        let (s, st, tls) = (s.clone(), st.clone(), tls.clone());
+                        conn.set_nonblocking(false).unwrap();
+                        conn.set_read_timeout(Some(Duration::from_millis(200)))
+                            .unwrap();
+                        std::thread::spawn(move || match tls {
+                            Some(config) => {
+                                let server = rustls::ServerConnection::new(config).unwrap();
+                                serve(rustls::StreamOwned::new(server, conn), &s, &st, hold)
+                            }
+                            None => serve(conn, &s, &st, hold),
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
             }
         });
-        Receiver { addr, spans, stop }
+        Receiver {
+            addr,
+            tls: secure,
+            spans,
+            stop,
+        }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}/v1/traces", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/v1/traces", self.addr)
     }
 
     /// Every span received so far, with its resource's `service.name`.
@@ -86,15 +130,14 @@ impl Drop for Receiver {
     }
 }
 
-/// One kept-alive connection: requests with a `Content-Length` body.
+/// One kept-alive connection (its reads time out, so `stop` is seen): requests
+/// with a `Content-Length` body.
 fn serve(
-    mut conn: TcpStream,
+    mut conn: impl Read + Write,
     spans: &Mutex<Vec<(String, Span)>>,
     stop: &AtomicBool,
     hold: Duration,
 ) {
-    conn.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {

@@ -6,6 +6,7 @@
 
 use crate::harness::*;
 use crate::otlp::{attr, hex, Receiver, Span};
+use crate::testca::TestCa;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -292,4 +293,37 @@ fn a_collector_down_or_too_slow_costs_requests_nothing_and_drops_are_counted() {
             .unwrap_or(0.0),
         0.0
     );
+}
+
+#[test]
+fn spans_reach_an_https_collector_the_gateway_trusts_and_no_other() {
+    let mock = Mock::one("accounts", "acc", &[]);
+    let targets = format!("\"{}\"", mock.addr("acc"));
+    let ca = TestCa::new("collector");
+    let receiver = Receiver::start_tls(&ca.server("collector", &["127.0.0.1"]));
+    assert!(receiver.endpoint().starts_with("https://"));
+    let yaml = config(&targets, &tracing(&receiver.endpoint(), "1"));
+    let trusted = Gateway::start_with(&yaml, &[("SSL_CERT_FILE", ca.cert.to_str().unwrap())]);
+    echo(&trusted, &[]);
+    let spans = receiver.wait("the server span over https", |s| !s.is_empty());
+    assert!(spans.iter().all(|(service, _)| service == "edge-gw"));
+    assert_eq!(dropped(&trusted, "export_failed"), 0.0);
+    drop(trusted);
+
+    // Without the CA the collector's certificate is refused: nothing arrives,
+    // the batch is counted as dropped, the request is unaffected.
+    let before = receiver.spans().len();
+    let untrusted = Gateway::start(&yaml);
+    echo(&untrusted, &[]);
+    wait_for(
+        Duration::from_secs(10),
+        "the refused export counted",
+        || (dropped(&untrusted, "export_failed") > 0.0).then_some(()),
+    );
+    wait_for(
+        Duration::from_secs(5),
+        "the certificate error logged",
+        || untrusted.log().contains("span export failed").then_some(()),
+    );
+    assert_eq!(receiver.spans().len(), before);
 }

@@ -1,14 +1,13 @@
-//! Fetching a key set over HTTP(S): one client per process, the gateway's own
-//! rustls setup (the ring provider, the system's trusted roots), bounded in time
-//! and size, no redirects (a redirect could leave `https://`).
+//! Fetching a key set over HTTP(S) with the gateway's outbound client
+//! ([`crate::outbound`]: the system's trusted roots, no redirects), bounded in
+//! time and size.
 
-use std::sync::OnceLock;
+use crate::outbound;
 use std::time::Duration;
 
 /// A key set larger than this is refused (a real one is a few KiB).
 pub const MAX_BODY: usize = 1024 * 1024;
-/// Connecting, and the whole exchange.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The whole exchange.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a fetch gave no key set: the `result` label of `fingate_jwks_refresh_total`.
@@ -50,39 +49,14 @@ pub struct Document {
     pub max_age: Option<Duration>,
 }
 
-fn client() -> Result<&'static reqwest::Client, FetchError> {
-    static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
-    CLIENT
-        .get_or_init(build_client)
-        .as_ref()
-        .map_err(|e| FetchError::Unreachable(format!("no HTTP client: {e}")))
-}
-
-fn build_client() -> Result<reqwest::Client, String> {
-    let provider = crate::edge::tls::certs::provider();
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| format!("the system's trusted certificates: {e}"))?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(verifier))
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("fingate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.to_string())
-}
-
 /// GETs `url`: its body (at most [`MAX_BODY`]) and freshness.
 pub async fn get(url: &str) -> Result<Document, FetchError> {
-    let unreachable = |e: reqwest::Error| FetchError::Unreachable(without_url(&e));
-    let mut response = client()?
+    let unreachable = |e: reqwest::Error| FetchError::Unreachable(outbound::describe(&e));
+    let client =
+        outbound::client().map_err(|e| FetchError::Unreachable(format!("no HTTP client: {e}")))?;
+    let mut response = client
         .get(url)
+        .timeout(TIMEOUT)
         .header(http::header::ACCEPT, "application/json")
         .send()
         .await
@@ -119,17 +93,6 @@ pub async fn get(url: &str) -> Result<Document, FetchError> {
             _ => None,
         },
     })
-}
-
-/// reqwest's errors name the URL, which the caller's log line already has.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text = format!("{text}: {s}");
-        source = s.source();
-    }
-    text
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

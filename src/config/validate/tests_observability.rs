@@ -8,8 +8,9 @@ const CASES: &[Case] = &[
     ("tracing ratio out of range", "tracing:\n  sample_ratio: 2\n", &[
         "gateway.yaml:2:3: tracing.sample_ratio: 2 is out of range: use 0 (none) to 1 (all)",
     ]),
-    ("tracing endpoint over https", "tracing:\n  otlp_endpoint: https://collector:4318/v1/traces\n", &[
-        "gateway.yaml:2:3: tracing.otlp_endpoint: https:// is not supported: send to a collector on the host or beside the gateway over http://, and let it forward with TLS",
+    ("tracing endpoint over https", "tracing:\n  otlp_endpoint: https://collector:4318/v1/traces\n", &[]),
+    ("tracing endpoint over gRPC", "tracing:\n  otlp_endpoint: grpc://collector:4317\n", &[
+        "gateway.yaml:2:3: tracing.otlp_endpoint: \"grpc://collector:4317\": expected an http:// or https:// URL, e.g. http://127.0.0.1:4318/v1/traces",
     ]),
     ("tracing unknown key", "tracing:\n  ratio: 0.5\n", &[
         "gateway.yaml:2:3: tracing.ratio: unknown field `ratio`, expected one of `otlp_endpoint`, `sample_ratio`, `service_name`, `export_timeout`",
