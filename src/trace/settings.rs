@@ -49,9 +49,7 @@ pub struct Endpoint {
     /// `https://`: the collector's certificate is checked against the system's
     /// trusted roots.
     pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    /// `host:port` as written.
+    /// `host[:port]` as written.
     pub authority: String,
     pub path: String,
 }
@@ -117,9 +115,10 @@ fn endpoint(text: &str, errors: &mut Errors) -> Option<Endpoint> {
     let tls = match uri.scheme_str() {
         Some("http") => false,
         Some("https") => true,
-        _ => return bad(format!(
-            "{text:?}: expected an http:// or https:// URL, e.g. http://127.0.0.1:4318/v1/traces"
-        )),
+        _ => {
+            let expected = "an http:// or https:// URL, e.g. http://127.0.0.1:4318/v1/traces";
+            return bad(format!("{text:?}: expected {expected}"));
+        }
     };
     let Some(authority) = uri.authority() else {
         return bad(format!("{text:?} has no host"));
@@ -127,10 +126,6 @@ fn endpoint(text: &str, errors: &mut Errors) -> Option<Endpoint> {
     if authority.as_str().contains('@') {
         return bad("credentials in the URL are not supported".into());
     }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
     let path = match uri.path_and_query().map(|p| p.as_str()) {
         None | Some("/") | Some("") => {
             return bad(format!(
@@ -141,8 +136,6 @@ fn endpoint(text: &str, errors: &mut Errors) -> Option<Endpoint> {
     };
     Some(Endpoint {
         tls,
-        host: host.to_owned(),
-        port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
         authority: authority.as_str().to_owned(),
         path,
     })
@@ -171,8 +164,8 @@ mod tests {
         let c = c.unwrap();
         let ep = c.endpoint.unwrap();
         assert_eq!(
-            (ep.host.as_str(), ep.port, ep.path.as_str()),
-            ("::1", 4318, "/v1/traces")
+            (ep.tls, ep.authority.as_str(), ep.path.as_str()),
+            (false, "[::1]:4318", "/v1/traces")
         );
         assert_eq!(ep.to_string(), "http://[::1]:4318/v1/traces");
         assert_eq!(
@@ -182,7 +175,7 @@ mod tests {
         let (c, e) = check("{ otlp_endpoint: 'https://collector.example/v1/traces' }");
         assert!(e.is_empty(), "{e:?}");
         let ep = c.unwrap().endpoint.unwrap();
-        assert_eq!((ep.tls, ep.port), (true, 443));
+        assert!(ep.tls);
         assert_eq!(ep.to_string(), "https://collector.example/v1/traces");
     }
 
