@@ -3,8 +3,8 @@
 //!
 //! One client per process, so connections to a provider or a collector are kept
 //! alive between calls. rustls with the ring provider (as every TLS object of the
-//! gateway), the system's trusted certificates (`SSL_CERT_FILE` and
-//! `SSL_CERT_DIR` are honoured), no redirects (one could leave `https://`). Each
+//! gateway), the system's trusted certificates (or the bundle `SSL_CERT_FILE` /
+//! `SSL_CERT_DIR` name instead), no redirects (one could leave `https://`). Each
 //! caller bounds its own requests in time.
 
 use std::sync::{Arc, OnceLock};
