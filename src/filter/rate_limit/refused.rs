@@ -24,20 +24,19 @@ struct Refusal {
 
 #[derive(Debug)]
 pub struct RefusedKeys {
-    // Every request on the route looks its key up here: a fast hasher, seeded per
-    // process (std's SipHash was a visible share of the rate-limit filter's cost).
+    // Every request on the route looks its key up here: a fast hasher, randomly
+    // seeded (std's SipHash was a visible share of the rate-limit filter's cost).
+    // The shard is chosen with a seed of its own: with the maps' seed, every key
+    // of a shard would share the low bits the map places it by.
     hasher: RandomState,
     shards: Vec<Mutex<HashMap<String, Refusal, RandomState>>>,
 }
 
 impl Default for RefusedKeys {
     fn default() -> Self {
-        let hasher = RandomState::default();
         Self {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_hasher(hasher.clone())))
-                .collect(),
-            hasher,
+            hasher: RandomState::default(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 }
