@@ -72,13 +72,16 @@ pub(super) async fn request_phase(
             }
         }
     }
-    if let Target::Upstream(_) = route.target {
-        headers::make_room(session.req_header_mut());
-    }
     match route.target {
-        // A filter needs the upstream's whole answer even if the client leaves.
-        Target::Upstream(_) if ctx.req.detach => Box::pin(detach::run(session, ctx)).await,
-        Target::Upstream(_) => Ok(false),
+        Target::Upstream(_) => {
+            headers::make_room(session.req_header_mut());
+            if ctx.req.detach {
+                // A filter needs the upstream's whole answer even if the client leaves.
+                Box::pin(detach::run(session, ctx)).await
+            } else {
+                Ok(false)
+            }
+        }
         Target::Serve(builtin) => {
             Box::pin(builtin::serve(session, ctx, &runtime.auth, builtin)).await?;
             Ok(true)
